@@ -1,0 +1,1 @@
+//! Background compaction: policy (what to do), TTL/tombstone verdicts and the merge stream.

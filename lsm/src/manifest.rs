@@ -1,0 +1,1 @@
+//! The manifest: the atomic, checksummed record of which tables form each level.

@@ -1,0 +1,2 @@
+//! Sorted string tables: immutable sorted files of internal entries.
+pub mod meta;
