@@ -4,6 +4,7 @@
 //! [`merge::MergeIter`], and the user-facing [`user::DbIter`] that turns versions into values.
 //! Must never decide which version wins by anything but the internal-key order.
 
+pub(crate) mod concat;
 pub(crate) mod merge;
 pub(crate) mod user;
 

@@ -19,7 +19,10 @@
 #![warn(missing_docs)]
 
 mod coding;
+mod cache;
+mod dir;
 mod compaction;
+mod db;
 mod error;
 mod iter;
 mod manifest;

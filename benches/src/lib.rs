@@ -1,0 +1,1 @@
+//! Shared pieces of ringkv's benchmark binaries.

@@ -1,0 +1,1 @@
+//! The engine: open/recover, write path, read path, flush and compaction workers.

@@ -1,0 +1,1 @@
+//! Concatenation of the sorted, non-overlapping tables of one level, opened lazily.

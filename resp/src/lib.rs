@@ -1,0 +1,1 @@
+//! `ringkv-resp`: the Redis-protocol front end (request parser, replies, commands).
