@@ -40,6 +40,14 @@ pub enum Error {
         /// The configured limit.
         max: usize,
     },
+    /// A write batch whose encoding exceeds what one WAL frame can hold.
+    #[error("write batch of {len} bytes exceeds the {max}-byte WAL frame limit")]
+    BatchTooLarge {
+        /// Encoded length of the batch.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
     /// A checksum did not match the data it covers.
     #[error("checksum mismatch in {path} at offset {offset}: expected {expected:#010x}, got {got:#010x}")]
     ChecksumMismatch {

@@ -33,6 +33,7 @@ mod sstable;
 mod stats;
 mod wal;
 
+pub use db::{Db, Snapshot, WriteBatch};
 pub use error::{Error, Result};
 pub use iter::user::{DbIter, ReadMode};
 pub use options::{system_now_ms, Compression, FsyncMode, NowMs, Options};

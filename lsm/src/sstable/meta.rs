@@ -122,7 +122,10 @@ mod tests {
         let mut d = Decoder::new(&out);
         assert_eq!(TableMeta::decode(&mut d), Some(sample()));
         assert!(d.is_empty());
-        assert_eq!(TableMeta::decode(&mut Decoder::new(&out[..out.len() - 1])), None);
+        assert_eq!(
+            TableMeta::decode(&mut Decoder::new(&out[..out.len() - 1])),
+            None
+        );
     }
 
     #[test]

@@ -1,0 +1,271 @@
+//! The compaction executor: carries out a [`Choice`] made by the policy.
+//!
+//! New tables are written and fsynced before the manifest edit that swaps them in; the input
+//! tables are deleted only when no view references them. Reads never wait for a compaction:
+//! they keep using the view they started with. Must never decide what to compact (that is
+//! [`crate::compaction`]'s job) nor write a key's versions into two output tables.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use tracing::{debug, info};
+
+use crate::compaction::policy::{choose, choose_full, Choice, LevelsView};
+use crate::compaction::stream::CompactionStream;
+use crate::db::state::{SuperVersion, TableHandle};
+use crate::db::DbInner;
+use crate::dir;
+use crate::error::{Error, Result};
+use crate::iter::concat::LevelIter;
+use crate::iter::merge::MergeIter;
+use crate::iter::EntryIter;
+use crate::manifest::VersionEdit;
+use crate::sstable::builder::SsTableBuilder;
+use crate::sstable::meta::TableMeta;
+use crate::stats::Counters;
+use std::ops::Bound;
+
+impl DbInner {
+    /// Runs one step of background compaction. Returns whether there was anything to do.
+    pub(crate) fn compact_step(&self) -> Result<bool> {
+        let _compacting = self.compaction_lock.lock();
+        let view = self.view();
+        let metas = view.tables.metas();
+        let busy = HashSet::new();
+        let levels = LevelsView {
+            levels: &metas,
+            busy: &busy,
+            memtable_min_hlc: view.memtable_min_hlc(),
+        };
+        let choice = choose(&levels, &self.opts, (self.opts.now_ms)());
+        drop(view);
+        self.execute(choice)
+    }
+
+    /// Merges every table into the bottom level.
+    pub(crate) fn compact_full(&self) -> Result<()> {
+        let _compacting = self.compaction_lock.lock();
+        let view = self.view();
+        let metas = view.tables.metas();
+        let busy = HashSet::new();
+        let levels = LevelsView {
+            levels: &metas,
+            busy: &busy,
+            memtable_min_hlc: view.memtable_min_hlc(),
+        };
+        let choice = choose_full(&levels, &self.opts);
+        drop(view);
+        self.execute(choice)?;
+        Ok(())
+    }
+
+    fn execute(&self, choice: Choice) -> Result<bool> {
+        match choice {
+            Choice::DoNothing => Ok(false),
+            Choice::Drop { tables } => {
+                let edits: Vec<_> = tables
+                    .iter()
+                    .map(|(level, id)| VersionEdit::RemoveTable { level: *level, id: *id })
+                    .collect();
+                self.commit(&edits, &tables, Vec::new())?;
+                info!(tables = tables.len(), "dropped tables whose every record had expired");
+                Counters::add(&self.counters.expired_tables_dropped, tables.len() as u64);
+                Ok(true)
+            }
+            Choice::Move { level, id, to_level } => {
+                let view = self.view();
+                let handle = view.tables.find(level, id).ok_or_else(|| {
+                    Error::corruption(&self.dir, 0, format!("compaction chose table {id} not in level {level}"))
+                })?;
+                let meta = handle.meta.clone();
+                drop(view);
+                let edits = [
+                    VersionEdit::RemoveTable { level, id },
+                    VersionEdit::AddTable {
+                        level: to_level,
+                        meta: meta.clone(),
+                    },
+                ];
+                // The same file moves: keep it on disk by re-adding a fresh handle.
+                let path = dir::table_path(&self.dir, id);
+                self.commit_move(&edits, level, to_level, meta, path)?;
+                Counters::incr(&self.counters.compactions);
+                Ok(true)
+            }
+            Choice::Merge {
+                inputs,
+                output_level,
+                bottommost,
+                purge_floor,
+            } => {
+                self.merge(&inputs, output_level, bottommost, purge_floor)?;
+                Counters::incr(&self.counters.compactions);
+                Ok(true)
+            }
+        }
+    }
+
+    fn merge(
+        &self,
+        inputs: &[(usize, Vec<u64>)],
+        output_level: usize,
+        bottommost: bool,
+        purge_floor: Option<crate::record::Version>,
+    ) -> Result<()> {
+        let view = self.view();
+        let mut children: Vec<Box<dyn EntryIter>> = Vec::new();
+        let mut removed = Vec::new();
+        let mut bytes_in = 0;
+        for (level, ids) in inputs {
+            let mut metas: Vec<TableMeta> = Vec::with_capacity(ids.len());
+            for id in ids {
+                let handle = view.tables.find(*level, *id).ok_or_else(|| {
+                    Error::corruption(&self.dir, 0, format!("compaction chose table {id} not in level {level}"))
+                })?;
+                bytes_in += handle.meta.file_bytes;
+                metas.push(handle.meta.clone());
+                removed.push((*level, *id));
+            }
+            if *level == 0 {
+                for meta in &metas {
+                    let table = self.table_cache.get(meta)?;
+                    children.push(Box::new(table.iter(Bound::Unbounded, false)?));
+                }
+            } else {
+                metas.sort_by(|a, b| a.min_key.cmp(&b.min_key));
+                children.push(Box::new(LevelIter::new(
+                    metas,
+                    Arc::clone(&self.table_cache),
+                    Bound::Unbounded,
+                    false,
+                )?));
+            }
+        }
+        let mut stream = CompactionStream::new(
+            Box::new(MergeIter::new(children)),
+            // Snapshots pin the tables they read, so compaction output never serves them and
+            // only each key's winner needs to survive.
+            u64::MAX,
+            (self.opts.now_ms)(),
+            self.opts.gc_grace_ms,
+            bottommost,
+        )
+        .with_purge_floor(purge_floor);
+
+        let mut outputs: Vec<(TableMeta, std::path::PathBuf)> = Vec::new();
+        let mut builder: Option<(SsTableBuilder, std::path::PathBuf)> = None;
+        while let Some((key, version, entry, new_key)) = stream.next_entry()? {
+            if new_key {
+                if let Some((b, _)) = &builder {
+                    if b.estimated_bytes() >= self.opts.table_target_bytes {
+                        if let Some((b, path)) = builder.take() {
+                            outputs.push((b.finish()?, path));
+                        }
+                    }
+                }
+            }
+            if builder.is_none() {
+                let id = self.new_file_id();
+                let path = dir::table_path(&self.dir, id);
+                builder = Some((SsTableBuilder::create(&path, id, &self.opts)?, path));
+            }
+            if let Some((b, _)) = builder.as_mut() {
+                b.add(&key, version, &entry)?;
+            }
+        }
+        if let Some((b, path)) = builder.take() {
+            if b.is_empty() {
+                drop(b);
+                std::fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+            } else {
+                outputs.push((b.finish()?, path));
+            }
+        }
+        if !outputs.is_empty() {
+            dir::sync_dir(&dir::tables_dir(&self.dir))?;
+        }
+        drop(view);
+
+        let bytes_out: u64 = outputs.iter().map(|(m, _)| m.file_bytes).sum();
+        let mut edits: Vec<VersionEdit> = removed
+            .iter()
+            .map(|(level, id)| VersionEdit::RemoveTable { level: *level, id: *id })
+            .collect();
+        edits.push(VersionEdit::NextFileId(
+            self.next_file_id.load(std::sync::atomic::Ordering::Acquire),
+        ));
+        let mut added = Vec::with_capacity(outputs.len());
+        for (meta, path) in outputs {
+            edits.push(VersionEdit::AddTable {
+                level: output_level,
+                meta: meta.clone(),
+            });
+            added.push((output_level, TableHandle::new(meta, path, Arc::clone(&self.table_cache))));
+        }
+        self.commit(&edits, &removed, added)?;
+        Counters::add(&self.counters.compaction_bytes_in, bytes_in);
+        Counters::add(&self.counters.compaction_bytes_out, bytes_out);
+        debug!(
+            inputs = removed.len(),
+            output_level,
+            bytes_in,
+            bytes_out,
+            stats = ?stream.stats(),
+            "compaction merged tables"
+        );
+        Ok(())
+    }
+
+    /// Records the edits in the manifest, then swaps the tables in the view.
+    fn commit(&self, edits: &[VersionEdit], removed: &[(usize, u64)], added: Vec<(usize, Arc<TableHandle>)>) -> Result<()> {
+        let mut manifest = self.manifest.lock();
+        if let Err(e) = manifest.apply(edits) {
+            self.set_poison(format!("manifest update after a compaction failed: {e}"));
+            return Err(e);
+        }
+        self.update_view(|current| {
+            let mut tables = current.tables.without(removed);
+            for (level, handle) in added {
+                tables.add(level, handle);
+            }
+            SuperVersion {
+                active: Arc::clone(&current.active),
+                immutables: current.immutables.clone(),
+                tables: Arc::new(tables),
+            }
+        });
+        Ok(())
+    }
+
+    /// Moves a table between levels without rewriting it: the old handle must not delete the
+    /// file, so it is dropped from the view without being marked obsolete.
+    fn commit_move(
+        &self,
+        edits: &[VersionEdit],
+        level: usize,
+        to_level: usize,
+        meta: TableMeta,
+        path: std::path::PathBuf,
+    ) -> Result<()> {
+        let mut manifest = self.manifest.lock();
+        if let Err(e) = manifest.apply(edits) {
+            self.set_poison(format!("manifest update after a table move failed: {e}"));
+            return Err(e);
+        }
+        let id = meta.id;
+        let handle = TableHandle::new(meta, path, Arc::clone(&self.table_cache));
+        self.update_view(|current| {
+            let mut tables = (*current.tables).clone();
+            if let Some(l) = tables.levels.get_mut(level) {
+                l.retain(|t| t.meta.id != id);
+            }
+            tables.add(to_level, handle);
+            SuperVersion {
+                active: Arc::clone(&current.active),
+                immutables: current.immutables.clone(),
+                tables: Arc::new(tables),
+            }
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,392 @@
+//! The WAL appender: one active segment, appends under a short lock, group-committed fsync,
+//! rotation, and the optional background fsync thread.
+//!
+//! Owns [`Wal`]. Must never hold the append lock across an fsync on the append path (appends
+//! would queue behind the disk), and never retry a failed write or fsync: the first failure
+//! poisons the WAL, and every later call returns [`Error::Poisoned`].
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, MutexGuard};
+use tracing::{error, warn};
+
+use super::batch::WalBatch;
+use super::frame::{encode_frame_with, FRAME_HEADER_LEN};
+use super::MAX_BATCH_BYTES;
+use crate::dir::{list_wal_segment_ids, sync_dir, wal_dir, wal_segment_path};
+use crate::error::{Error, Result};
+use crate::options::FsyncMode;
+use crate::stats::Counters;
+
+/// A position in the WAL: the number of bytes appended through this [`Wal`] when a frame was
+/// complete. Opaque to callers, who only hand it back to [`Wal::sync_to`]; it grows across
+/// segments, so "synced up to" is one number.
+pub(crate) type Lsn = u64;
+
+/// The write-ahead log's appender. `Send + Sync`; every method takes `&self`.
+pub(crate) struct Wal {
+    shared: Arc<Shared>,
+    /// The periodic fsync thread, if the mode is [`FsyncMode::Periodic`].
+    flusher: Option<Flusher>,
+}
+
+/// State shared with the periodic fsync thread.
+struct Shared {
+    /// The data directory.
+    dir: PathBuf,
+    /// `<dir>/wal`.
+    wal_dir: PathBuf,
+    /// The segment appends go to. Held only for a `write(2)`, and for rotation.
+    active: Mutex<ActiveSegment>,
+    /// Serialises fsyncs: the holder syncs on behalf of everyone queued behind it.
+    sync_lock: Mutex<()>,
+    /// Lsn of the last complete append. Written under `active`.
+    appended_lsn: AtomicU64,
+    /// Every append up to this lsn is on disk.
+    synced_lsn: AtomicU64,
+    /// Bytes of all segment files in the directory.
+    bytes_on_disk: AtomicU64,
+    /// Why the WAL stopped, once a write or fsync has failed.
+    poison: OnceLock<String>,
+    counters: Arc<Counters>,
+}
+
+/// The segment currently appended to.
+struct ActiveSegment {
+    /// Shared so that an fsync can run on it without holding the append lock; `write` and
+    /// `sync_data` both work through `&File`.
+    file: Arc<File>,
+    id: u64,
+    path: PathBuf,
+}
+
+/// The periodic fsync thread and its stop signal.
+struct Flusher {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    handle: JoinHandle<()>,
+}
+
+impl Wal {
+    /// Creates `<dir>/wal/` if needed and starts a new, empty segment `segment_id` for appends.
+    ///
+    /// Segments already in the directory are left alone (they count towards
+    /// [`Wal::bytes_on_disk`] until [`Wal::remove_segments_before`] deletes them).
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] if a segment with this id or a higher one exists (it may hold
+    /// unflushed writes, and replay goes in id order); [`Error::Io`] if the directory or the
+    /// segment cannot be created, or the fsync thread not spawned.
+    pub(crate) fn create(
+        dir: &Path,
+        segment_id: u64,
+        fsync: FsyncMode,
+        counters: Arc<Counters>,
+    ) -> Result<Wal> {
+        let wal_dir = wal_dir(dir);
+        fs::create_dir_all(&wal_dir).map_err(|e| Error::io("create directory", &wal_dir, e))?;
+        let mut existing_bytes = 0;
+        for id in list_wal_segment_ids(dir)? {
+            let path = wal_segment_path(dir, id);
+            if id >= segment_id {
+                // Replay goes in id order: appends here would replay before older writes.
+                let reason = format!("new WAL segment {segment_id} is not above this segment");
+                return Err(Error::corruption(path, 0, reason));
+            }
+            existing_bytes += fs::metadata(&path)
+                .map_err(|e| Error::io("stat", &path, e))?
+                .len();
+        }
+        let active = ActiveSegment::create(dir, segment_id)?;
+        sync_dir(&wal_dir)?;
+        let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            wal_dir,
+            active: Mutex::new(active),
+            sync_lock: Mutex::new(()),
+            appended_lsn: AtomicU64::new(0),
+            synced_lsn: AtomicU64::new(0),
+            bytes_on_disk: AtomicU64::new(existing_bytes),
+            poison: OnceLock::new(),
+            counters,
+        });
+        let flusher = match fsync {
+            FsyncMode::Always => None,
+            FsyncMode::Periodic { interval_ms } => Some(Flusher::spawn(
+                Arc::clone(&shared),
+                Duration::from_millis(interval_ms.max(1)),
+            )?),
+        };
+        Ok(Wal { shared, flusher })
+    }
+
+    /// Appends `batch` as one frame. When this returns, the bytes have been handed to the
+    /// operating system with `write(2)`, so they survive the process being killed; pass the
+    /// returned [`Lsn`] to [`Wal::sync_to`] to survive a power loss too.
+    ///
+    /// # Errors
+    /// [`Error::BatchTooLarge`] if the batch cannot fit in a frame (nothing is written);
+    /// [`Error::Poisoned`] if this write fails or an earlier write or fsync failed.
+    pub(crate) fn append(&self, batch: &WalBatch) -> Result<Lsn> {
+        self.shared.check()?;
+        // Encode outside the lock: concurrent writers only serialise on the write itself.
+        let mut buf = Vec::with_capacity(FRAME_HEADER_LEN + batch.encoded_len());
+        encode_frame_with(&mut buf, MAX_BATCH_BYTES, |out| batch.encode(out)).map_err(|e| {
+            Error::BatchTooLarge {
+                len: e.len,
+                max: e.max,
+            }
+        })?;
+        let len = buf.len() as u64;
+        let active = self.shared.active.lock();
+        self.shared.check()?;
+        if let Err(e) = (&*active.file).write_all(&buf) {
+            // A partial frame may now sit at the end of the segment; nothing may follow it.
+            return Err(self
+                .shared
+                .poison(format!("write to {} failed: {e}", active.path.display())));
+        }
+        // Updated under the lock, so lsn order is file order.
+        let lsn = self.shared.appended_lsn.fetch_add(len, Ordering::AcqRel) + len;
+        drop(active);
+        self.shared.bytes_on_disk.fetch_add(len, Ordering::Relaxed);
+        Counters::add(&self.shared.counters.wal_bytes_written, len);
+        Ok(lsn)
+    }
+
+    /// Blocks until every append up to `lsn` is on disk (`fdatasync`).
+    ///
+    /// Group commit: one caller fsyncs while the others wait for the sync lock; the fsync
+    /// covers every append completed before it started, so the callers queued behind it
+    /// usually find their appends already durable and return without an fsync of their own.
+    ///
+    /// # Errors
+    /// [`Error::Poisoned`] if the fsync fails or the WAL was poisoned before.
+    pub(crate) fn sync_to(&self, lsn: Lsn) -> Result<()> {
+        self.shared.sync_to(lsn)
+    }
+
+    /// Blocks until every append so far is on disk.
+    ///
+    /// # Errors
+    /// As [`Wal::sync_to`].
+    pub(crate) fn sync_all(&self) -> Result<()> {
+        self.shared.sync_all()
+    }
+
+    /// Fsyncs and closes the current segment and starts the new, empty segment `new_id`
+    /// (fsyncing the WAL directory so the new file survives a crash).
+    ///
+    /// # Errors
+    /// [`Error::Corruption`] if `new_id` does not follow the current segment (replay order is
+    /// id order); [`Error::Io`] if the new segment cannot be created (appends continue in the
+    /// current one); [`Error::Poisoned`] if an fsync fails.
+    pub(crate) fn rotate(&self, new_id: u64) -> Result<()> {
+        self.shared.check()?;
+        let mut active = self.shared.active.lock();
+        self.shared.check()?;
+        if new_id <= active.id {
+            return Err(Error::corruption(
+                &self.shared.wal_dir,
+                0,
+                format!(
+                    "new WAL segment {new_id} does not follow the current segment {}",
+                    active.id
+                ),
+            ));
+        }
+        // Appends are blocked by the lock, so this fsync covers everything appended so far.
+        let covered = self.shared.appended_lsn.load(Ordering::Acquire);
+        if let Err(e) = active.file.sync_data() {
+            return Err(self
+                .shared
+                .poison(format!("fsync of {} failed: {e}", active.path.display())));
+        }
+        Counters::incr(&self.shared.counters.wal_syncs);
+        self.shared.synced_lsn.fetch_max(covered, Ordering::AcqRel);
+        let next = ActiveSegment::create(&self.shared.dir, new_id)?;
+        if let Err(e) = sync_dir(&self.shared.wal_dir) {
+            // Appends to a segment whose directory entry may vanish would be lost on replay.
+            return Err(self.shared.poison(e.to_string()));
+        }
+        *active = next;
+        Ok(())
+    }
+
+    /// Id of the segment appends go to.
+    pub(crate) fn current_segment(&self) -> u64 {
+        self.shared.active.lock().id
+    }
+
+    /// Deletes the segment files with an id below `id` (never the current segment).
+    ///
+    /// The deletions are not fsynced: a segment that reappears after a crash lies below the
+    /// manifest's log number, and replay skips it.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the directory cannot be listed or a file cannot be removed.
+    pub(crate) fn remove_segments_before(&self, id: u64) -> Result<()> {
+        let current = self.current_segment();
+        for seg in list_wal_segment_ids(&self.shared.dir)? {
+            if seg >= id || seg == current {
+                continue;
+            }
+            let path = wal_segment_path(&self.shared.dir, seg);
+            let size = match fs::metadata(&path) {
+                Ok(m) => m.len(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("stat", &path, e)),
+            };
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io("remove", &path, e)),
+            }
+            // Saturating: a file that grew or shrank outside our accounting must not wrap.
+            let _ =
+                self.shared
+                    .bytes_on_disk
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                        Some(b.saturating_sub(size))
+                    });
+        }
+        Ok(())
+    }
+
+    /// Bytes of all WAL segment files on disk.
+    pub(crate) fn bytes_on_disk(&self) -> u64 {
+        self.shared.bytes_on_disk.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Wal {
+    /// Stops the periodic fsync thread, then fsyncs what was appended since the last fsync,
+    /// so a clean shutdown in periodic mode loses nothing.
+    fn drop(&mut self) {
+        if let Some(flusher) = self.flusher.take() {
+            flusher.stop();
+        }
+        if self.shared.poison.get().is_none() {
+            if let Err(e) = self.shared.sync_all() {
+                warn!(error = %e, "final WAL fsync at close failed");
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// `Err(Poisoned)` once a write or fsync has failed.
+    fn check(&self) -> Result<()> {
+        match self.poison.get() {
+            Some(reason) => Err(Error::Poisoned {
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Records the first failure and returns the error every caller from now on gets.
+    fn poison(&self, reason: String) -> Error {
+        let reason = self.poison.get_or_init(|| reason).clone();
+        error!(reason = %reason, "WAL poisoned");
+        Error::Poisoned { reason }
+    }
+
+    fn sync_all(&self) -> Result<()> {
+        self.sync_to(self.appended_lsn.load(Ordering::Acquire))
+    }
+
+    fn sync_to(&self, lsn: Lsn) -> Result<()> {
+        self.check()?;
+        if self.synced_lsn.load(Ordering::Acquire) >= lsn {
+            return Ok(());
+        }
+        let _sync = self.sync_lock.lock();
+        self.check()?;
+        // The previous holder's fsync may have covered us while we waited.
+        if self.synced_lsn.load(Ordering::Acquire) >= lsn {
+            return Ok(());
+        }
+        let (file, path, covered) = {
+            let active = self.active.lock();
+            (
+                Arc::clone(&active.file),
+                active.path.clone(),
+                self.appended_lsn.load(Ordering::Acquire),
+            )
+        };
+        // Appends go on while this runs; they are covered by the next fsync. A rotation in
+        // the meantime fsyncs this segment itself and moves `synced_lsn` on.
+        if let Err(e) = file.sync_data() {
+            return Err(self.poison(format!("fsync of {} failed: {e}", path.display())));
+        }
+        Counters::incr(&self.counters.wal_syncs);
+        self.synced_lsn.fetch_max(covered, Ordering::AcqRel);
+        Ok(())
+    }
+}
+
+impl ActiveSegment {
+    /// Creates the empty segment file `id`; it must not exist.
+    fn create(dir: &Path, id: u64) -> Result<ActiveSegment> {
+        let path = wal_segment_path(dir, id);
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| Error::io("create", &path, e))?;
+        Ok(ActiveSegment {
+            file: Arc::new(file),
+            id,
+            path,
+        })
+    }
+}
+
+impl Flusher {
+    fn spawn(shared: Arc<Shared>, interval: Duration) -> Result<Flusher> {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let thread_stop = Arc::clone(&stop);
+        let wal_dir = shared.wal_dir.clone();
+        let handle = std::thread::Builder::new()
+            .name("ringkv-wal-fsync".into())
+            .spawn(move || Self::run(&shared, &thread_stop, interval))
+            .map_err(|e| Error::io("spawn the fsync thread for", wal_dir, e))?;
+        Ok(Flusher { stop, handle })
+    }
+
+    /// Fsyncs every `interval` until told to stop; a failure poisons the WAL and ends it.
+    fn run(shared: &Shared, stop: &(Mutex<bool>, Condvar), interval: Duration) {
+        let (lock, cvar) = stop;
+        let mut stopped = lock.lock();
+        let mut next = Instant::now() + interval;
+        while !*stopped {
+            if !cvar.wait_until(&mut stopped, next).timed_out() {
+                // Woken to stop (or spuriously): recheck, keep the same deadline.
+                continue;
+            }
+            // Release the stop lock while syncing, so a drop is never stuck behind the disk
+            // for longer than one fsync.
+            let result = MutexGuard::unlocked(&mut stopped, || shared.sync_all());
+            if let Err(e) = result {
+                error!(error = %e, "periodic WAL fsync failed; stopping the fsync thread");
+                return;
+            }
+            next = Instant::now() + interval;
+        }
+    }
+
+    fn stop(self) {
+        let (lock, cvar) = &*self.stop;
+        *lock.lock() = true;
+        cvar.notify_all();
+        if self.handle.join().is_err() {
+            warn!("the WAL fsync thread panicked");
+        }
+    }
+}

@@ -1,0 +1,792 @@
+//! Model test: random sequences of engine operations run against a [`Db`] and against a
+//! `BTreeMap` model of "the highest version of each key wins", and the two must agree.
+//!
+//! The operations cover what the engine promises: versioned puts (late older versions, equal
+//! versions re-delivered with the same payload), expiring values, tombstones, atomic batches,
+//! point reads, range scans with every kind of bound in both read modes, snapshots read after
+//! more writes, flushes, compactions, clock moves and close/reopen (clean and by drop). Sizes
+//! are tiny so that flushes and compactions really happen within a case.
+//!
+//! The one place the model is lenient is garbage collection: once a winning record is a
+//! tombstone past `gc_grace_ms` or an expired value, compaction may have removed it (or turned
+//! an expired value into a tombstone), so `get_record` may return it or nothing. It must never
+//! return anything else: in particular an older version must never reappear from under a
+//! removed winner. Because a late write older than a removed winner would legitimately
+//! resurrect (that is the contract `gc_grace` exists for), the runner gives such late writes a
+//! version above the winner's instead.
+//!
+//! Two proptests: maintenance driven by the test (`background_work = false`) and by the
+//! engine's own threads. `PROPTEST_CASES` raises the case count.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::ops::Bound;
+use std::path::Path;
+
+use bytes::Bytes;
+use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
+
+use common::{tiny_options, TestClock};
+use ringkv_lsm::{Compression, Db, Options, ReadMode, Record, Snapshot, Version, WriteBatch};
+
+/// Distinct keys: small, so that versions of a key collide often.
+const KEYS: u8 = 50;
+/// The test clock's start. Versions carry HLC millis near 0, so with a huge grace period
+/// no tombstone is ever old enough to collect, and with a zero grace period every one is.
+const CLOCK_START_MS: u64 = 1_000_000;
+/// "Never collect tombstones" for the purposes of a test run.
+const HUGE_GRACE_MS: u64 = 10 * 24 * 3600 * 1000;
+
+fn key_bytes(n: u8) -> Vec<u8> {
+    format!("key-{n:03}").into_bytes()
+}
+
+/// What kind of record a write carries.
+#[derive(Clone, Debug)]
+enum Kind {
+    Value,
+    /// Expires `ttl_ms` after the clock's current time (negative: already expired on arrival).
+    Expiring {
+        ttl_ms: i64,
+    },
+    Tombstone,
+}
+
+/// One write as generated; the runner turns it into a record (see [`Model::resolve`]).
+#[derive(Clone, Debug)]
+struct WriteSpec {
+    key: u8,
+    hlc: u64,
+    node: u32,
+    kind: Kind,
+    len: usize,
+}
+
+/// A range bound over the key space; `true` appends a byte so the bound falls between keys.
+#[derive(Clone, Debug)]
+enum BoundSpec {
+    Unbounded,
+    Included(u8, bool),
+    Excluded(u8, bool),
+}
+
+impl BoundSpec {
+    fn to_bound(&self) -> Bound<Vec<u8>> {
+        let k = |n: u8, between: bool| {
+            let mut k = key_bytes(n);
+            if between {
+                k.push(b'~');
+            }
+            k
+        };
+        match *self {
+            BoundSpec::Unbounded => Bound::Unbounded,
+            BoundSpec::Included(n, b) => Bound::Included(k(n, b)),
+            BoundSpec::Excluded(n, b) => Bound::Excluded(k(n, b)),
+        }
+    }
+}
+
+/// One step of a test case.
+#[derive(Clone, Debug)]
+enum Op {
+    Put(WriteSpec),
+    /// Delivers an earlier write again, byte for byte.
+    Redeliver(prop::sample::Index),
+    Batch(Vec<WriteSpec>),
+    Get(u8),
+    GetRecord(u8),
+    Range {
+        start: BoundSpec,
+        end: BoundSpec,
+        all: bool,
+    },
+    /// Takes a snapshot, applies `writes` (and maybe a flush and a compaction) to the live
+    /// engine, then reads everything through the snapshot.
+    Snapshot {
+        writes: Vec<WriteSpec>,
+        flush: bool,
+        compact: bool,
+        start: BoundSpec,
+        end: BoundSpec,
+    },
+    Flush,
+    Compact,
+    Advance(u64),
+    /// Close and reopen; `clean == false` drops the handle instead of calling `close`.
+    Reopen {
+        clean: bool,
+    },
+}
+
+/// One generated test case.
+#[derive(Clone)]
+struct Case {
+    gc_grace_ms: u64,
+    block_bytes: usize,
+    compression: Compression,
+    background_work: bool,
+    ops: Vec<Op>,
+}
+
+impl fmt::Debug for Case {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "Case {{ gc_grace_ms: {}, block_bytes: {}, compression: {:?}, background_work: {}, ops: [",
+            self.gc_grace_ms, self.block_bytes, self.compression, self.background_work
+        )?;
+        for op in &self.ops {
+            writeln!(f, "    {op:?},")?;
+        }
+        write!(f, "] }}")
+    }
+}
+
+/// The reference: per key, the record with the highest version ever delivered.
+#[derive(Clone)]
+struct Model {
+    winners: BTreeMap<Vec<u8>, Record>,
+    /// Every (key, version) ever delivered, with its record, so re-deliveries repeat it exactly.
+    registry: HashMap<(Vec<u8>, Version), Record>,
+    /// Delivery order of the registry's entries, for [`Op::Redeliver`].
+    delivered: Vec<(Vec<u8>, Version)>,
+    gc_grace_ms: u64,
+}
+
+impl Model {
+    fn new(gc_grace_ms: u64) -> Self {
+        Self {
+            winners: BTreeMap::new(),
+            registry: HashMap::new(),
+            delivered: Vec::new(),
+            gc_grace_ms,
+        }
+    }
+
+    /// Whether compaction may have removed `rec` (as a winner) by `now_ms`.
+    fn removable(&self, rec: &Record, now_ms: u64) -> bool {
+        match rec.value {
+            None => {
+                rec.version
+                    .millis()
+                    .max(rec.expire_at_ms)
+                    .saturating_add(self.gc_grace_ms)
+                    <= now_ms
+            }
+            Some(_) => rec.is_expired(now_ms),
+        }
+    }
+
+    /// Whether a late write at `version` could resurrect from under a removed winner of `key`.
+    fn shadowed_by_removable(&self, key: &[u8], version: Version, now_ms: u64) -> bool {
+        self.winners
+            .get(key)
+            .is_some_and(|w| version < w.version && self.removable(w, now_ms))
+    }
+
+    /// The record a generated write delivers: a registered one if this (key, version) was
+    /// delivered before, else a new one (registered).
+    fn resolve(&mut self, spec: &WriteSpec, now_ms: u64) -> (Vec<u8>, Record) {
+        let key = key_bytes(spec.key);
+        let mut version = Version::new(spec.hlc, spec.node);
+        if self.shadowed_by_removable(&key, version, now_ms) {
+            let top = self.winners[&key].version;
+            version = Version::new(top.hlc + 1 + spec.hlc % 3, spec.node);
+        }
+        if let Some(rec) = self.registry.get(&(key.clone(), version)) {
+            return (key, rec.clone());
+        }
+        let rec = match spec.kind {
+            Kind::Value => Record::value(version, payload(&key, version, spec.len)),
+            Kind::Expiring { ttl_ms } => {
+                let at = (now_ms as i64 + ttl_ms).max(1) as u64;
+                Record::expiring(version, payload(&key, version, spec.len), at)
+            }
+            Kind::Tombstone => Record::tombstone(version),
+        };
+        self.registry.insert((key.clone(), version), rec.clone());
+        self.delivered.push((key.clone(), version));
+        (key, rec)
+    }
+
+    fn apply(&mut self, key: Vec<u8>, rec: Record) {
+        match self.winners.get(&key) {
+            Some(w) if w.version >= rec.version => {}
+            _ => {
+                self.winners.insert(key, rec);
+            }
+        }
+    }
+}
+
+/// A value's bytes, derived from its key and version so a wrong one is recognisable.
+fn payload(key: &[u8], version: Version, len: usize) -> Bytes {
+    let stamp = format!(
+        "{}@{}.{}|",
+        String::from_utf8_lossy(key),
+        version.hlc,
+        version.node
+    );
+    Bytes::from(stamp.bytes().cycle().take(len).collect::<Vec<u8>>())
+}
+
+fn in_range(key: &[u8], start: &Bound<Vec<u8>>, end: &Bound<Vec<u8>>) -> bool {
+    let after_start = match start {
+        Bound::Unbounded => true,
+        Bound::Included(s) => key >= s.as_slice(),
+        Bound::Excluded(s) => key > s.as_slice(),
+    };
+    let before_end = match end {
+        Bound::Unbounded => true,
+        Bound::Included(e) => key <= e.as_slice(),
+        Bound::Excluded(e) => key < e.as_slice(),
+    };
+    after_start && before_end
+}
+
+fn as_slice_bound(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+    match b {
+        Bound::Unbounded => Bound::Unbounded,
+        Bound::Included(k) => Bound::Included(k.as_slice()),
+        Bound::Excluded(k) => Bound::Excluded(k.as_slice()),
+    }
+}
+
+fn show(rec: &Option<Record>) -> String {
+    match rec {
+        None => "None".to_string(),
+        Some(r) => format!(
+            "{{v={}.{} exp={} {}}}",
+            r.version.hlc,
+            r.version.node,
+            r.expire_at_ms,
+            match &r.value {
+                None => "tombstone".to_string(),
+                Some(v) => format!(
+                    "{} bytes {:?}",
+                    v.len(),
+                    String::from_utf8_lossy(&v[..v.len().min(24)])
+                ),
+            }
+        ),
+    }
+}
+
+/// Whether `got` is an acceptable `get_record` answer when the model's winner is `want`.
+fn record_ok(model: &Model, want: Option<&Record>, got: Option<&Record>, now_ms: u64) -> bool {
+    match (want, got) {
+        (None, None) => true,
+        (None, Some(_)) => false,
+        (Some(w), Some(g)) if w == g => true,
+        (Some(w), None) => model.removable(w, now_ms),
+        // Compaction may turn an expired value into a tombstone of the same version.
+        (Some(w), Some(g)) => {
+            w.value.is_some()
+                && g.value.is_none()
+                && g.version == w.version
+                && model.removable(w, now_ms)
+        }
+    }
+}
+
+fn fail(what: impl fmt::Display) -> TestCaseError {
+    TestCaseError::fail(what.to_string())
+}
+
+/// The read side shared by [`Db`] and snapshots, so one checker covers both.
+trait Reader {
+    fn get(&self, key: &[u8]) -> ringkv_lsm::Result<Option<Record>>;
+    fn get_record(&self, key: &[u8]) -> ringkv_lsm::Result<Option<Record>>;
+    fn scan(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        mode: ReadMode,
+    ) -> ringkv_lsm::Result<Vec<(Bytes, Record)>>;
+}
+
+impl Reader for Db {
+    fn get(&self, key: &[u8]) -> ringkv_lsm::Result<Option<Record>> {
+        Db::get(self, key)
+    }
+    fn get_record(&self, key: &[u8]) -> ringkv_lsm::Result<Option<Record>> {
+        Db::get_record(self, key)
+    }
+    fn scan(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        mode: ReadMode,
+    ) -> ringkv_lsm::Result<Vec<(Bytes, Record)>> {
+        // Live scans go through `range`, so both entry points are exercised.
+        let iter = match mode {
+            ReadMode::Live => self.range(start, end)?,
+            _ => self.range_with(start, end, mode)?,
+        };
+        iter.collect()
+    }
+}
+
+impl Reader for Snapshot {
+    fn get(&self, key: &[u8]) -> ringkv_lsm::Result<Option<Record>> {
+        Snapshot::get(self, key)
+    }
+    fn get_record(&self, key: &[u8]) -> ringkv_lsm::Result<Option<Record>> {
+        Snapshot::get_record(self, key)
+    }
+    fn scan(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        mode: ReadMode,
+    ) -> ringkv_lsm::Result<Vec<(Bytes, Record)>> {
+        let iter = match mode {
+            ReadMode::Live => self.range(start, end)?,
+            _ => self.range_with(start, end, mode)?,
+        };
+        iter.collect()
+    }
+}
+
+fn check_get(
+    r: &dyn Reader,
+    model: &Model,
+    n: u8,
+    now_ms: u64,
+    ctx: &str,
+) -> Result<(), TestCaseError> {
+    let key = key_bytes(n);
+    let got = r
+        .get(&key)
+        .map_err(|e| fail(format!("{ctx}: get {n}: {e}")))?;
+    let want = model
+        .winners
+        .get(&key)
+        .filter(|w| w.is_live(now_ms))
+        .cloned();
+    if got != want {
+        return Err(fail(format!(
+            "{ctx}: get key-{n:03} at now={now_ms}: engine {} model {} (model winner {})",
+            show(&got),
+            show(&want),
+            show(&model.winners.get(&key).cloned())
+        )));
+    }
+    Ok(())
+}
+
+fn check_get_record(
+    r: &dyn Reader,
+    model: &Model,
+    n: u8,
+    now_ms: u64,
+    ctx: &str,
+) -> Result<(), TestCaseError> {
+    let key = key_bytes(n);
+    let got = r
+        .get_record(&key)
+        .map_err(|e| fail(format!("{ctx}: get_record {n}: {e}")))?;
+    let want = model.winners.get(&key);
+    if !record_ok(model, want, got.as_ref(), now_ms) {
+        return Err(fail(format!(
+            "{ctx}: get_record key-{n:03} at now={now_ms}: engine {} model {} (removable: {})",
+            show(&got),
+            show(&want.cloned()),
+            want.is_some_and(|w| model.removable(w, now_ms))
+        )));
+    }
+    Ok(())
+}
+
+fn check_range(
+    r: &dyn Reader,
+    model: &Model,
+    start: &BoundSpec,
+    end: &BoundSpec,
+    all: bool,
+    now_ms: u64,
+    ctx: &str,
+) -> Result<(), TestCaseError> {
+    let (s, e) = (start.to_bound(), end.to_bound());
+    let mode = if all {
+        ReadMode::AllRecords
+    } else {
+        ReadMode::Live
+    };
+    let got = r
+        .scan(as_slice_bound(&s), as_slice_bound(&e), mode)
+        .map_err(|err| fail(format!("{ctx}: range {start:?}..{end:?} {mode:?}: {err}")))?;
+    for pair in got.windows(2) {
+        if pair[0].0 >= pair[1].0 {
+            return Err(fail(format!(
+                "{ctx}: range {start:?}..{end:?} {mode:?} not strictly ascending: {:?} then {:?}",
+                pair[0].0, pair[1].0
+            )));
+        }
+    }
+    let in_model: Vec<(&Vec<u8>, &Record)> = model
+        .winners
+        .iter()
+        .filter(|(k, _)| in_range(k, &s, &e))
+        .collect();
+    if !all {
+        let want: Vec<(Bytes, Record)> = in_model
+            .iter()
+            .filter(|(_, w)| w.is_live(now_ms))
+            .map(|(k, w)| (Bytes::from((*k).clone()), (*w).clone()))
+            .collect();
+        if got != want {
+            let keys = |v: &[(Bytes, Record)]| {
+                v.iter()
+                    .map(|(k, r)| {
+                        format!(
+                            "{}@{}.{}",
+                            String::from_utf8_lossy(k),
+                            r.version.hlc,
+                            r.version.node
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            };
+            return Err(fail(format!(
+                "{ctx}: range {start:?}..{end:?} Live at now={now_ms}:\n engine {:?}\n model  {:?}",
+                keys(&got),
+                keys(&want)
+            )));
+        }
+        return Ok(());
+    }
+    let mut got_iter = got.iter().peekable();
+    for (k, w) in &in_model {
+        if let Some((gk, _)) = got_iter.peek() {
+            if gk.as_ref() < k.as_slice() {
+                return Err(fail(format!(
+                    "{ctx}: range AllRecords returned key {} that the model never had",
+                    String::from_utf8_lossy(gk)
+                )));
+            }
+        }
+        let here = got_iter.next_if(|(gk, _)| gk.as_ref() == k.as_slice());
+        if !record_ok(model, Some(w), here.map(|(_, r)| r), now_ms) {
+            return Err(fail(format!(
+                "{ctx}: range {start:?}..{end:?} AllRecords at now={now_ms}: key {} engine {} model {}",
+                String::from_utf8_lossy(k),
+                show(&here.map(|(_, r)| r.clone())),
+                show(&Some((*w).clone()))
+            )));
+        }
+    }
+    if let Some((gk, _)) = got_iter.next() {
+        return Err(fail(format!(
+            "{ctx}: range {start:?}..{end:?} AllRecords returned key {} that the model never had (or out of range)",
+            String::from_utf8_lossy(gk)
+        )));
+    }
+    Ok(())
+}
+
+/// Every key through `get` and `get_record`, and the whole key space through both range modes.
+fn check_all(r: &dyn Reader, model: &Model, now_ms: u64, ctx: &str) -> Result<(), TestCaseError> {
+    for n in 0..KEYS {
+        check_get(r, model, n, now_ms, ctx)?;
+        check_get_record(r, model, n, now_ms, ctx)?;
+    }
+    for all in [false, true] {
+        check_range(
+            r,
+            model,
+            &BoundSpec::Unbounded,
+            &BoundSpec::Unbounded,
+            all,
+            now_ms,
+            ctx,
+        )?;
+    }
+    Ok(())
+}
+
+fn options_for(case: &Case, clock: &TestClock) -> Options {
+    Options {
+        gc_grace_ms: case.gc_grace_ms,
+        compression: case.compression,
+        background_work: case.background_work,
+        ..tiny_options(clock, case.block_bytes)
+    }
+}
+
+fn open(dir: &Path, opts: &Options) -> Result<Db, TestCaseError> {
+    Db::open(dir, opts.clone()).map_err(|e| fail(format!("open: {e}")))
+}
+
+fn put(
+    db: &Db,
+    model: &mut Model,
+    spec: &WriteSpec,
+    now_ms: u64,
+    ctx: &str,
+) -> Result<(), TestCaseError> {
+    let (key, rec) = model.resolve(spec, now_ms);
+    db.put(&key, rec.clone())
+        .map_err(|e| fail(format!("{ctx}: put: {e}")))?;
+    model.apply(key, rec);
+    Ok(())
+}
+
+/// Runs one case; the error names the failing step.
+fn run(case: &Case) -> Result<(), TestCaseError> {
+    let dir = tempfile::tempdir().map_err(|e| fail(format!("tempdir: {e}")))?;
+    let clock = TestClock::new(CLOCK_START_MS);
+    let opts = options_for(case, &clock);
+    let mut db = Some(open(dir.path(), &opts)?);
+    let mut model = Model::new(case.gc_grace_ms);
+
+    for (i, op) in case.ops.iter().enumerate() {
+        let ctx = format!("op #{i} {op:?}");
+        let now = clock.now();
+        let d = db.as_ref().ok_or_else(|| fail("engine handle lost"))?;
+        match op {
+            Op::Put(spec) => put(d, &mut model, spec, now, &ctx)?,
+            Op::Redeliver(index) => {
+                if model.delivered.is_empty() {
+                    continue;
+                }
+                let (key, version) = model.delivered[index.index(model.delivered.len())].clone();
+                if model.shadowed_by_removable(&key, version, now) {
+                    continue;
+                }
+                let rec = model.registry[&(key.clone(), version)].clone();
+                d.put(&key, rec.clone())
+                    .map_err(|e| fail(format!("{ctx}: {e}")))?;
+                model.apply(key, rec);
+            }
+            Op::Batch(specs) => {
+                let mut batch = WriteBatch::new();
+                for spec in specs {
+                    let (key, rec) = model.resolve(spec, now);
+                    batch.put(Bytes::from(key.clone()), rec.clone());
+                    // Resolve later items against the earlier ones, as the engine will.
+                    model.apply(key, rec);
+                }
+                prop_assert_eq!(batch.len(), specs.len());
+                d.write(batch).map_err(|e| fail(format!("{ctx}: {e}")))?;
+            }
+            Op::Get(n) => check_get(d, &model, *n, now, &ctx)?,
+            Op::GetRecord(n) => check_get_record(d, &model, *n, now, &ctx)?,
+            Op::Range { start, end, all } => check_range(d, &model, start, end, *all, now, &ctx)?,
+            Op::Snapshot {
+                writes,
+                flush,
+                compact,
+                start,
+                end,
+            } => {
+                let snap = d.snapshot();
+                let frozen = model.clone();
+                for spec in writes {
+                    put(d, &mut model, spec, now, &ctx)?;
+                }
+                if *flush {
+                    d.flush().map_err(|e| fail(format!("{ctx}: flush: {e}")))?;
+                }
+                if *compact {
+                    d.compact()
+                        .map_err(|e| fail(format!("{ctx}: compact: {e}")))?;
+                }
+                let sctx = format!("{ctx} (reading the snapshot)");
+                check_all(&snap, &frozen, now, &sctx)?;
+                for all in [false, true] {
+                    check_range(&snap, &frozen, start, end, all, now, &sctx)?;
+                }
+                drop(snap);
+                check_range(d, &model, start, end, false, now, &ctx)?;
+            }
+            Op::Flush => d.flush().map_err(|e| fail(format!("{ctx}: {e}")))?,
+            Op::Compact => {
+                d.compact().map_err(|e| fail(format!("{ctx}: {e}")))?;
+                check_all(d, &model, now, &ctx)?;
+            }
+            Op::Advance(ms) => clock.advance(*ms),
+            Op::Reopen { clean } => {
+                let old = db.take().ok_or_else(|| fail("engine handle lost"))?;
+                if *clean {
+                    old.close()
+                        .map_err(|e| fail(format!("{ctx}: close: {e}")))?;
+                } else {
+                    drop(old);
+                }
+                let reopened = open(dir.path(), &opts).map_err(|e| fail(format!("{ctx}: {e}")))?;
+                check_all(&reopened, &model, now, &ctx)?;
+                db = Some(reopened);
+            }
+        }
+    }
+
+    let d = db.take().ok_or_else(|| fail("engine handle lost"))?;
+    let now = clock.now();
+    if std::env::var_os("RINGKV_MODEL_VERBOSE").is_some() {
+        let st = d.stats();
+        eprintln!(
+            "case: {} ops, {} keys; since last open: {} flushes, {} compactions, tables per level {:?}",
+            case.ops.len(),
+            model.winners.len(),
+            st.flushes,
+            st.compactions,
+            st.levels.iter().map(|l| l.tables).collect::<Vec<_>>()
+        );
+    }
+    check_all(&d, &model, now, "end of case")?;
+    d.compact()
+        .map_err(|e| fail(format!("final compact: {e}")))?;
+    check_all(&d, &model, now, "after the final compaction")?;
+    d.close().map_err(|e| fail(format!("final close: {e}")))?;
+    let d = open(dir.path(), &opts)?;
+    check_all(&d, &model, now, "after the final reopen")?;
+    d.close().map_err(|e| fail(format!("last close: {e}")))?;
+    Ok(())
+}
+
+fn write_spec() -> impl Strategy<Value = WriteSpec> {
+    let kind = prop_oneof![
+        6 => Just(Kind::Value),
+        2 => (-1_000i64..4_000).prop_map(|ttl_ms| Kind::Expiring { ttl_ms }),
+        2 => Just(Kind::Tombstone),
+    ];
+    // Mostly small values, some large enough to fill the 64 KiB memtable in a few dozen writes.
+    let len = prop_oneof![7 => 0usize..200, 3 => 1_500usize..5_000];
+    (0..KEYS, 1u64..40, 0u32..3, kind, len).prop_map(|(key, hlc, node, kind, len)| WriteSpec {
+        key,
+        hlc,
+        node,
+        kind,
+        len,
+    })
+}
+
+fn bound_spec() -> impl Strategy<Value = BoundSpec> {
+    prop_oneof![
+        1 => Just(BoundSpec::Unbounded),
+        2 => (0..KEYS + 2, any::<bool>()).prop_map(|(n, b)| BoundSpec::Included(n, b)),
+        2 => (0..KEYS + 2, any::<bool>()).prop_map(|(n, b)| BoundSpec::Excluded(n, b)),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        40 => write_spec().prop_map(Op::Put),
+        4 => any::<prop::sample::Index>().prop_map(Op::Redeliver),
+        5 => prop::collection::vec(write_spec(), 1..8).prop_map(Op::Batch),
+        8 => (0..KEYS).prop_map(Op::Get),
+        8 => (0..KEYS).prop_map(Op::GetRecord),
+        6 => (bound_spec(), bound_spec(), any::<bool>())
+            .prop_map(|(start, end, all)| Op::Range { start, end, all }),
+        3 => (
+            prop::collection::vec(write_spec(), 0..20),
+            any::<bool>(),
+            prop::bool::weighted(0.3),
+            bound_spec(),
+            bound_spec()
+        )
+            .prop_map(|(writes, flush, compact, start, end)| Op::Snapshot {
+                writes,
+                flush,
+                compact,
+                start,
+                end
+            }),
+        4 => Just(Op::Flush),
+        2 => Just(Op::Compact),
+        4 => (0u64..2_500).prop_map(Op::Advance),
+        2 => any::<bool>().prop_map(|clean| Op::Reopen { clean }),
+    ]
+}
+
+fn case(background_work: bool) -> impl Strategy<Value = Case> {
+    (
+        prop_oneof![4 => Just(HUGE_GRACE_MS), 1 => Just(0u64)],
+        256usize..=1024,
+        prop_oneof![Just(Compression::Lz4), Just(Compression::None)],
+        prop::collection::vec(op(), 1..400),
+    )
+        .prop_map(move |(gc_grace_ms, block_bytes, compression, ops)| Case {
+            gc_grace_ms,
+            block_bytes,
+            compression,
+            background_work,
+            ops,
+        })
+}
+
+/// Cases per proptest: `PROPTEST_CASES` if set, else `default` (sized for < 60 s in debug on
+/// two cores).
+fn config(default: u32) -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default);
+    ProptestConfig {
+        cases,
+        max_shrink_time: 120_000,
+        ..ProptestConfig::default()
+    }
+}
+
+proptest! {
+    #![proptest_config(config(48))]
+
+    /// Flushes and compactions happen only when the test asks.
+    #[test]
+    fn engine_matches_model_with_manual_maintenance(case in case(false)) {
+        run(&case)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(config(24))]
+
+    /// Background threads flush and compact whenever they like, concurrently with the ops.
+    #[test]
+    fn engine_matches_model_with_background_maintenance(case in case(true)) {
+        run(&case)?;
+    }
+}
+
+/// A fixed smoke case that runs even when proptest is configured down to zero cases:
+/// a tombstone over an older value must hide it through flush, compaction and reopen.
+#[test]
+fn tombstone_hides_older_value_through_maintenance() {
+    let spec = |hlc, kind| WriteSpec {
+        key: 7,
+        hlc,
+        node: 0,
+        kind,
+        len: 16,
+    };
+    for gc_grace_ms in [HUGE_GRACE_MS, 0] {
+        let case = Case {
+            gc_grace_ms,
+            block_bytes: 256,
+            compression: Compression::Lz4,
+            background_work: false,
+            ops: vec![
+                Op::Put(spec(3, Kind::Value)),
+                Op::Flush,
+                Op::Put(spec(5, Kind::Tombstone)),
+                Op::Get(7),
+                Op::Flush,
+                Op::Put(spec(2, Kind::Value)),
+                Op::Compact,
+                Op::Get(7),
+                Op::GetRecord(7),
+                Op::Reopen { clean: true },
+                Op::Get(7),
+            ],
+        };
+        if let Err(e) = run(&case) {
+            panic!("gc_grace_ms={gc_grace_ms}: {e}");
+        }
+    }
+}
