@@ -59,13 +59,13 @@ impl FromStr for EngineKind {
 pub enum Durability {
     /// In the OS when `put` returns, fsynced by a background timer every `interval_ms`
     /// (ringkv `FsyncMode::Periodic`; fjall's default buffered journal plus, unless
-    /// [`EngineConfig::fjall_timer_sync`] is off, a timer calling `persist(SyncAll)`).
+    /// [`EngineConfig::fjall_timer_sync`] is off, a timer calling `persist(SyncData)`).
     Periodic {
         /// Milliseconds between background fsyncs (at least 1).
         interval_ms: u64,
     },
-    /// Fsynced before `put` returns (ringkv `FsyncMode::Always`; fjall `persist(SyncAll)`
-    /// after each insert).
+    /// Fsynced before `put` returns (ringkv `FsyncMode::Always`; fjall `persist(SyncData)`
+    /// after each insert; both are `fdatasync(2)`).
     EveryWrite,
 }
 
@@ -83,7 +83,7 @@ pub struct EngineConfig {
     /// expired value would need to outlive.
     pub gc_grace_ms: Option<u64>,
     /// fjall only, with [`Durability::Periodic`]: run a timer thread that calls
-    /// `persist(SyncAll)` every interval, as ringkv's periodic mode does. fjall 3 has no
+    /// `persist(SyncData)` every interval, as ringkv's periodic mode does. fjall 3 has no
     /// periodic fsync of its own; off gives fjall's bare default (journal flushed to the OS
     /// on every write, fsynced only on rotation and close), slightly less durable and
     /// slightly less work than ringkv's periodic mode.

@@ -218,15 +218,16 @@ impl RequestDecoder {
         scanned: usize,
     ) -> Result<Option<Request>, ProtocolError> {
         let max = self.limits.max_inline_bytes;
+        // Redis looks for the '\n' with `strchr`, so a NUL byte hides it and the client hangs
+        // until its line passes the limit; here the '\n' is found past a NUL, and the NUL then
+        // ends the line's words as it does in Redis's `sdssplitargs`.
         let Some(newline) = self.find(buf, scanned, b'\n') else {
             // The finished line will hold at least all of these bytes but a final '\r', so
             // refusing now gives the same answer as waiting for the '\n' would.
             if buf.len() > max.saturating_add(1) {
                 return Err(ProtocolError::TooBigInlineRequest);
             }
-            self.state = State::Inline {
-                scanned: buf.len(),
-            };
+            self.state = State::Inline { scanned: buf.len() };
             return Ok(None);
         };
         let line_len = if newline > 0 && buf[newline - 1] == b'\r' {

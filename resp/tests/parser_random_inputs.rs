@@ -28,10 +28,44 @@ impl SplitMix64 {
 
 /// Pieces inputs are assembled from: valid fragments, near-misses and raw bytes.
 const FRAGMENTS: &[&[u8]] = &[
-    b"*", b"$", b"\r\n", b"\r", b"\n", b"*1\r\n", b"*2\r\n", b"*3\r\n", b"*0\r\n", b"*-1\r\n",
-    b"$0\r\n\r\n", b"$1\r\nx\r\n", b"$3\r\nGET\r\n", b"$4\r\nPING\r\n", b"$5\r\n", b"$-1\r\n",
-    b"$2147483648\r\n", b"*2147483648\r\n", b"$17\r\n", b"$8\r\n", b"$8\r\nabcdefgh\r\n", b"PING", b"SET k v", b"\"", b"'", b"\\",
-    b"\\x4", b"\\x41", b" ", b"\t", b"\x00", b"0", b"1", b"9", b"-", b"+", b"01", b"\xff",
+    b"*",
+    b"$",
+    b"\r\n",
+    b"\r",
+    b"\n",
+    b"*1\r\n",
+    b"*2\r\n",
+    b"*3\r\n",
+    b"*0\r\n",
+    b"*-1\r\n",
+    b"$0\r\n\r\n",
+    b"$1\r\nx\r\n",
+    b"$3\r\nGET\r\n",
+    b"$4\r\nPING\r\n",
+    b"$5\r\n",
+    b"$-1\r\n",
+    b"$2147483648\r\n",
+    b"*2147483648\r\n",
+    b"$17\r\n",
+    b"$8\r\n",
+    b"$8\r\nabcdefgh\r\n",
+    b"PING",
+    b"SET k v",
+    b"\"",
+    b"'",
+    b"\\",
+    b"\\x4",
+    b"\\x41",
+    b" ",
+    b"\t",
+    b"\x00",
+    b"0",
+    b"1",
+    b"9",
+    b"-",
+    b"+",
+    b"01",
+    b"\xff",
 ];
 
 fn random_input(rng: &mut SplitMix64) -> Vec<u8> {
@@ -87,6 +121,9 @@ fn parser_survives_100k_random_inputs() {
         "Protocol error: unauthenticated multibulk length",
         "Protocol error: unauthenticated bulk length",
     ] {
-        assert!(error_kinds.contains(kind), "never reached {kind:?}: {error_kinds:#?}");
+        assert!(
+            error_kinds.contains(kind),
+            "never reached {kind:?}: {error_kinds:#?}"
+        );
     }
 }

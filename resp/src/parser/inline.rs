@@ -199,10 +199,7 @@ mod tests {
             split(br#"SET k "a b\n\r\t\b\a\"\\\q""#),
             words(&[b"SET", b"k", b"a b\n\r\t\x08\x07\"\\q"])
         );
-        assert_eq!(
-            split(br#""\x41\xff\x00z""#),
-            words(&[b"A\xff\x00z"])
-        );
+        assert_eq!(split(br#""\x41\xff\x00z""#), words(&[b"A\xff\x00z"]));
         // An incomplete hex escape is a plain escape of `x`.
         assert_eq!(split(br#""\x4""#), words(&[b"x4"]));
         assert_eq!(split(br#""""#), words(&[b""]));
@@ -210,10 +207,7 @@ mod tests {
 
     #[test]
     fn single_quotes_only_escape_the_quote() {
-        assert_eq!(
-            split(br"'it\'s \n' x"),
-            words(&[b"it's \\n", b"x"])
-        );
+        assert_eq!(split(br"'it\'s \n' x"), words(&[b"it's \\n", b"x"]));
         assert_eq!(split(b"''"), words(&[b""]));
     }
 

@@ -116,7 +116,10 @@ fn empty_requests_are_skipped_as_in_redis() {
     // Redis's "Handle an empty query" and "Negative multibulk length".
     assert_eq!(whole(b"\r\nPING\r\n"), ok(&[&[b"PING"]]));
     assert_eq!(whole(b"*-10\r\nPING\r\n"), ok(&[&[b"PING"]]));
-    assert_eq!(whole(b"*0\r\n*-1\r\n   \r\n\n*1\r\n$1\r\nx\r\n"), ok(&[&[b"x"]]));
+    assert_eq!(
+        whole(b"*0\r\n*-1\r\n   \r\n\n*1\r\n$1\r\nx\r\n"),
+        ok(&[&[b"x"]])
+    );
 }
 
 #[test]
@@ -216,11 +219,20 @@ fn every_error_text() {
     let cases: &[(&[u8], &str)] = &[
         (b"123456789\r\n", "Protocol error: too big inline request"),
         (b"1234567890", "Protocol error: too big inline request"),
-        (b"SET \"k v\r\n", "Protocol error: unbalanced quotes in request"),
+        (
+            b"SET \"k v\r\n",
+            "Protocol error: unbalanced quotes in request",
+        ),
         (b"'a'b\r\n", "Protocol error: unbalanced quotes in request"),
         (b"*123456789", "Protocol error: too big mbulk count string"),
-        (b"*12345678\r\n", "Protocol error: too big mbulk count string"),
-        (b"*1\r\n$123456789", "Protocol error: too big bulk count string"),
+        (
+            b"*12345678\r\n",
+            "Protocol error: too big mbulk count string",
+        ),
+        (
+            b"*1\r\n$123456789",
+            "Protocol error: too big bulk count string",
+        ),
         (b"*x\r\n", "Protocol error: invalid multibulk length"),
         (b"*\r\n", "Protocol error: invalid multibulk length"),
         (b"*4\r\n", "Protocol error: invalid multibulk length"),
@@ -258,7 +270,10 @@ fn limits_are_inclusive() {
     };
     assert_eq!(whole_with(small, b"12345678\r\n"), ok(&[&[b"12345678"]]));
     assert_eq!(
-        whole_with(small, b"*3\r\n$10\r\n0123456789\r\n$10\r\n0123456789\r\n$0\r\n\r\n"),
+        whole_with(
+            small,
+            b"*3\r\n$10\r\n0123456789\r\n$10\r\n0123456789\r\n$0\r\n\r\n"
+        ),
         ok(&[&[b"0123456789", b"0123456789", b""]])
     );
 }
@@ -283,7 +298,10 @@ fn unauthenticated_limits_apply_only_when_required() {
     );
     decoder.set_auth_required(false);
     assert_eq!(feed(&mut decoder, [&multibulk(&eleven)[..]]).error, None);
-    assert_eq!(feed(&mut decoder, [&multibulk(&[b"SET", &big])[..]]).error, None);
+    assert_eq!(
+        feed(&mut decoder, [&multibulk(&[b"SET", &big])[..]]).error,
+        None
+    );
 }
 
 #[test]
@@ -333,7 +351,11 @@ fn the_nesting_bomb_fails_at_once_without_recursion() {
     let outcome = feed(&mut decoder, [&bomb[..]]);
     assert_eq!(outcome, err(&[], "Protocol error: expected '$', got '*'"));
     // Rejected at the second frame's first byte: nothing else was looked at.
-    assert!(decoder.bytes_examined() <= 8, "{}", decoder.bytes_examined());
+    assert!(
+        decoder.bytes_examined() <= 8,
+        "{}",
+        decoder.bytes_examined()
+    );
 }
 
 #[test]
@@ -402,7 +424,9 @@ fn reservation_is_capped() {
 
 #[test]
 fn a_3_mb_array_in_16_kib_reads_is_examined_once() {
-    let args: Vec<Vec<u8>> = (0..300_000).map(|i| format!("{i:05}").into_bytes()).collect();
+    let args: Vec<Vec<u8>> = (0..300_000)
+        .map(|i| format!("{i:05}").into_bytes())
+        .collect();
     let mut arg_refs: Vec<&[u8]> = vec![b"MSET"];
     arg_refs.extend(args.iter().map(|a| &a[..]));
     let input = multibulk(&arg_refs);
@@ -415,14 +439,22 @@ fn a_3_mb_array_in_16_kib_reads_is_examined_once() {
     assert_eq!(outcome.requests[0][300_000], args[299_999]);
     // A parser that restarted the request on each read would examine ~190x the input here.
     let examined = decoder.bytes_examined();
-    assert!(examined <= 2 * input.len() as u64, "{examined} for {}", input.len());
+    assert!(
+        examined <= 2 * input.len() as u64,
+        "{examined} for {}",
+        input.len()
+    );
 }
 
 #[test]
 fn byte_at_a_time_is_examined_once() {
     let mut input = Vec::new();
     for i in 0..200 {
-        input.extend_from_slice(&multibulk(&[b"SET", format!("key{i}").as_bytes(), b"value"]));
+        input.extend_from_slice(&multibulk(&[
+            b"SET",
+            format!("key{i}").as_bytes(),
+            b"value",
+        ]));
         input.extend_from_slice(b"GET \"quoted key\" plain\r\n");
     }
     let mut decoder = RequestDecoder::default();
@@ -430,7 +462,11 @@ fn byte_at_a_time_is_examined_once() {
     assert_eq!(outcome.requests.len(), 400);
     assert_eq!(outcome, whole(&input));
     let examined = decoder.bytes_examined();
-    assert!(examined <= 2 * input.len() as u64, "{examined} for {}", input.len());
+    assert!(
+        examined <= 2 * input.len() as u64,
+        "{examined} for {}",
+        input.len()
+    );
 }
 
 #[test]
@@ -473,21 +509,19 @@ async fn works_under_framed_read() {
 
 /// A request a client could send, with how it is written on the wire.
 fn arb_request() -> impl Strategy<Value = (Vec<Vec<u8>>, Vec<u8>)> {
-    let multibulk_request = proptest::collection::vec(
-        proptest::collection::vec(any::<u8>(), 0..40),
-        1..6,
-    )
-    .prop_map(|args| {
-        let refs: Vec<&[u8]> = args.iter().map(|a| &a[..]).collect();
-        let wire = multibulk(&refs);
-        (args, wire)
-    });
-    let inline_request = proptest::collection::vec("[a-zA-Z0-9_:.-]{1,12}", 1..5).prop_map(
-        |words| {
+    let multibulk_request =
+        proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 1..6).prop_map(
+            |args| {
+                let refs: Vec<&[u8]> = args.iter().map(|a| &a[..]).collect();
+                let wire = multibulk(&refs);
+                (args, wire)
+            },
+        );
+    let inline_request =
+        proptest::collection::vec("[a-zA-Z0-9_:.-]{1,12}", 1..5).prop_map(|words| {
             let wire = format!("{}\r\n", words.join(" ")).into_bytes();
             (words.into_iter().map(String::into_bytes).collect(), wire)
-        },
-    );
+        });
     prop_oneof![3 => multibulk_request, 1 => inline_request]
 }
 

@@ -40,7 +40,10 @@ pub fn decode_chunks<'a>(
     let mut buf = BytesMut::new();
     let mut requests = Vec::new();
     let take = |request: Request, requests: &mut Vec<Vec<Vec<u8>>>| {
-        assert!(!request.args.is_empty(), "the decoder yielded an empty request");
+        assert!(
+            !request.args.is_empty(),
+            "the decoder yielded an empty request"
+        );
         requests.push(request.args.iter().map(|arg| arg.to_vec()).collect());
     };
     for chunk in chunks {
