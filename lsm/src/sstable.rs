@@ -17,12 +17,21 @@
 //! data block 0 | ... | data block n-1 | index block | bloom block (optional) | meta block | footer
 //! ```
 //!
-//! Every block is `payload ‖ compression (u8) ‖ crc32 (u32 LE)` where the CRC covers the payload
-//! and the compression byte. The footer is fixed-size and ends with a magic number; see
-//! [`format::Footer`].
+//! - Every block is `payload ‖ compression (u8: 0 none, 1 LZ4) ‖ crc32 (u32 LE)`; the CRC covers
+//!   the payload and the compression byte. An LZ4 payload is `varint(raw length) ‖ LZ4 block`;
+//!   a block that LZ4 does not shrink is stored raw. Only data blocks are ever compressed.
+//! - Data block: see [`block`] (prefix-compressed entries keyed by `user_key ‖ version`, restart
+//!   points, seqno / expiry / kind / value per entry).
+//! - Index block: per data block, `varint(len) ‖ last internal key ‖ varint(offset) ‖
+//!   varint(payload len)`, in file order.
+//! - Bloom block: see [`bloom`]; absent (length 0 in the footer) when filters are off.
+//! - Meta block: [`TableMeta::encode`](meta::TableMeta::encode), including the file's size.
+//! - Footer: fixed 64 bytes, see [`format::Footer`]: the three handles, the format version, a
+//!   CRC32 of the footer and the magic number `RKVTABLE`.
 //!
 //! This module must never return unverified bytes: every block read checks its checksum, and
-//! every length read from disk is bounded by the file's size before anything is allocated.
+//! every length read from disk is bounded before anything is allocated (by the file's size, or
+//! for a decompressed block by LZ4's maximum expansion of its checksummed input).
 
 pub(crate) mod block;
 pub(crate) mod bloom;

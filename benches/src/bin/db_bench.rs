@@ -235,6 +235,8 @@ fn run_parent(args: &Args) -> Result<(), BoxError> {
         for &engine in &engines {
             remove_dir_if_present(&engine_dir(&base, engine))?;
         }
+        // Only succeeds if nothing else lives there: a user's own --dir is never emptied.
+        let _ = std::fs::remove_dir(&base);
     }
     Ok(())
 }
