@@ -65,7 +65,11 @@ pub(crate) struct DbInner {
     pub(crate) counters: Arc<Counters>,
     pub(crate) table_cache: Arc<TableCache>,
     pub(crate) wal: Wal,
-    /// Serialises writers: sequence numbers, WAL order, memtable inserts and switches.
+    /// Writers waiting for a group-commit leader.
+    pub(crate) write_queue: write::WriteQueue,
+    /// Held by the group-commit leader while it assigns sequence numbers, appends to the WAL and
+    /// inserts into the memtable, and by memtable switches and snapshots, which must not see
+    /// half a group.
     pub(crate) write_lock: Mutex<()>,
     /// The current view; replaced, never mutated.
     pub(crate) current: RwLock<Arc<SuperVersion>>,
@@ -188,6 +192,7 @@ impl Db {
             counters,
             table_cache,
             wal,
+            write_queue: write::WriteQueue::default(),
             write_lock: Mutex::new(()),
             current: RwLock::new(Arc::new(SuperVersion {
                 active,

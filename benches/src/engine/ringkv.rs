@@ -122,13 +122,16 @@ impl Engine for RingkvEngine {
         vec![
             format!(
                 "ringkv: {tables} tables, {} B in tables, own write amp {:.2} (this process), \
-                 {} compactions, {} expired tables dropped, {} write stalls ({} ms)",
+                 {} compactions, {} expired tables dropped, {} write stalls ({} ms), \
+                 {} WAL fsyncs for {} writes",
                 stats.table_bytes(),
                 stats.write_amplification(),
                 stats.compactions,
                 stats.expired_tables_dropped,
                 stats.write_stalls,
-                stats.write_stall_micros / 1000
+                stats.write_stall_micros / 1000,
+                stats.wal_syncs,
+                stats.writes
             ),
             format!(
                 "ringkv: {:.2} tables probed per get, block cache hit rate {:.3}, bloom negatives {}, \

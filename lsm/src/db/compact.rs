@@ -73,22 +73,17 @@ impl DbInner {
                 Ok(true)
             }
             Choice::Move { level, id, to_level } => {
-                let view = self.view();
-                let handle = view.tables.find(level, id).ok_or_else(|| {
+                let handle = self.view().tables.find(level, id).cloned().ok_or_else(|| {
                     Error::corruption(&self.dir, 0, format!("compaction chose table {id} not in level {level}"))
                 })?;
-                let meta = handle.meta.clone();
-                drop(view);
                 let edits = [
                     VersionEdit::RemoveTable { level, id },
                     VersionEdit::AddTable {
                         level: to_level,
-                        meta: meta.clone(),
+                        meta: handle.meta.clone(),
                     },
                 ];
-                // The same file moves: keep it on disk by re-adding a fresh handle.
-                let path = dir::table_path(&self.dir, id);
-                self.commit_move(&edits, level, to_level, meta, path)?;
+                self.commit_move(&edits, level, to_level, handle)?;
                 Counters::incr(&self.counters.compactions);
                 Ok(true)
             }
@@ -237,23 +232,22 @@ impl DbInner {
         Ok(())
     }
 
-    /// Moves a table between levels without rewriting it: the old handle must not delete the
-    /// file, so it is dropped from the view without being marked obsolete.
+    /// Moves a table between levels without rewriting it. The same handle moves, so views
+    /// from before and after the move share it and the file is deleted only when the last of
+    /// them lets go.
     fn commit_move(
         &self,
         edits: &[VersionEdit],
         level: usize,
         to_level: usize,
-        meta: TableMeta,
-        path: std::path::PathBuf,
+        handle: Arc<TableHandle>,
     ) -> Result<()> {
         let mut manifest = self.manifest.lock();
         if let Err(e) = manifest.apply(edits) {
             self.set_poison(format!("manifest update after a table move failed: {e}"));
             return Err(e);
         }
-        let id = meta.id;
-        let handle = TableHandle::new(meta, path, Arc::clone(&self.table_cache));
+        let id = handle.meta.id;
         self.update_view(|current| {
             let mut tables = (*current.tables).clone();
             if let Some(l) = tables.levels.get_mut(level) {

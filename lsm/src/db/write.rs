@@ -1,22 +1,92 @@
-//! The write path: validation, backpressure, WAL append, memtable insert, memtable switch.
+//! The write path: validation, backpressure, group commit, WAL append, memtable insert,
+//! memtable switch.
 //!
-//! Writers are serialised by `write_lock` only for the WAL append and memtable insert; the
-//! fsync of `FsyncMode::Always` happens after the lock is released, so concurrent writers
-//! share one fsync (group commit, in the WAL). Must never acknowledge a write that is not in
-//! the WAL.
+//! Writers queue their batches; the first one to find no leader becomes the leader, takes
+//! every queued batch, writes them to the WAL as one frame with one `write(2)`, inserts them
+//! into the memtable, fsyncs once (with `FsyncMode::Always`) and wakes its group. Writers that
+//! arrive meanwhile queue in memory for the next leader rather than each paying for an fsync,
+//! which is what lets 32 writers share one. (Handing leadership on before the fsync, a
+//! two-stage pipeline, was measured worse: the next leader starts with a small group while
+//! the big one still waits for its fsync.) Must never acknowledge a write that is not in the
+//! WAL (and, with `Always`, not fsynced).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::{Condvar, Mutex};
 
 use crate::db::state::SuperVersion;
 use crate::db::{DbInner, WriteBatch};
 use crate::error::{Error, Result};
 use crate::memtable::Memtable;
 use crate::options::FsyncMode;
-use crate::record::{Entry, InternalKey};
+use crate::record::{Entry, InternalKey, Record};
 use crate::stats::Counters;
+use crate::wal::writer::Lsn;
 use crate::wal::WalBatch;
+
+/// Largest group a leader commits at once, so one leader's latency stays bounded.
+const MAX_GROUP_BYTES: usize = 4 << 20;
+
+/// Longest a leader waits for the previous group's writers to come back before it fsyncs
+/// (`FsyncMode::Always` only), like PostgreSQL's `commit_delay`.
+const GATHER_WAIT: Duration = Duration::from_micros(500);
+
+/// The queue of writers waiting to be committed by a leader.
+#[derive(Default)]
+pub(crate) struct WriteQueue {
+    state: Mutex<QueueState>,
+    /// Signalled when a writer joins the queue while a leader is gathering.
+    arrived: Condvar,
+}
+
+#[derive(Default)]
+struct QueueState {
+    /// Writes waiting for a leader, in arrival order.
+    pending: Vec<PendingWrite>,
+    /// Whether some writer is the leader now (committing, or about to be handed the lead).
+    leading: bool,
+    /// Writers in the last group: with fsync per write, a leader waits (briefly) for about
+    /// that many to queue, because they are the writers that will be back in a moment.
+    last_group_writers: usize,
+    /// Whether a leader is waiting for writers to join.
+    gathering: bool,
+}
+
+/// One queued write.
+struct PendingWrite {
+    records: Vec<(Bytes, Record)>,
+    bytes: usize,
+    /// Where the writer waits. Each writer has its own, so a leader wakes its group in
+    /// parallel instead of every follower queueing on one mutex to find out.
+    slot: Arc<Slot>,
+}
+
+/// A waiting writer's mailbox.
+#[derive(Default)]
+struct Slot {
+    state: Mutex<SlotState>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+enum SlotState {
+    #[default]
+    Waiting,
+    /// Committed (`None`) or failed (`Some(reason)`).
+    Done(Option<String>),
+    /// The previous leader handed over: commit the queue.
+    Lead,
+}
+
+impl Slot {
+    fn set(&self, state: SlotState) {
+        *self.state.lock() = state;
+        self.wake.notify_one();
+    }
+}
 
 impl DbInner {
     /// Writes a batch; see [`crate::Db::write`].
@@ -29,18 +99,99 @@ impl DbInner {
         self.check_poison()?;
         self.wait_for_room()?;
 
-        let user_bytes: usize = batch
+        let bytes: usize = batch
             .records
             .iter()
             .map(|(k, r)| k.len() + r.value.as_ref().map_or(0, |v| v.len()))
             .sum();
-        let count = batch.records.len() as u64;
+        let slot = Arc::new(Slot::default());
+        let mut queue = self.write_queue.state.lock();
+        queue.pending.push(PendingWrite {
+            records: batch.records,
+            bytes,
+            slot: Arc::clone(&slot),
+        });
+        if queue.gathering {
+            self.write_queue.arrived.notify_one();
+        }
+        let lead = !queue.leading;
+        queue.leading = true;
+        drop(queue);
+        if !lead {
+            let mut state = slot.state.lock();
+            loop {
+                match std::mem::take(&mut *state) {
+                    SlotState::Waiting => slot.wake.wait(&mut state),
+                    SlotState::Done(None) => return Ok(()),
+                    SlotState::Done(Some(reason)) => return Err(Error::Poisoned { reason }),
+                    SlotState::Lead => break,
+                }
+            }
+        }
+        self.lead_group(&slot)
+    }
+
+    /// Commits a group as its leader: gathers, appends, fsyncs, wakes the group, and hands
+    /// the lead to the next waiting writer. The leader's own write is in the group (it is at
+    /// the front of the queue).
+    fn lead_group(&self, own: &Arc<Slot>) -> Result<()> {
+        let mut queue = self.write_queue.state.lock();
+        if self.opts.fsync == FsyncMode::Always {
+            // One fsync costs as much for one write as for thirty: give the writers of the
+            // last group a moment to come back and share it.
+            let deadline = Instant::now() + GATHER_WAIT;
+            queue.gathering = true;
+            while queue.pending.len() < queue.last_group_writers
+                && !self
+                    .write_queue
+                    .arrived
+                    .wait_until(&mut queue, deadline)
+                    .timed_out()
+            {}
+            queue.gathering = false;
+        }
+        let mut group = take_group(&mut queue.pending);
+        queue.last_group_writers = group.len();
+        drop(queue);
+
+        let slots: Vec<Arc<Slot>> = group.iter().map(|w| Arc::clone(&w.slot)).collect();
+        let records: Vec<(Bytes, Record)> = if group.len() == 1 {
+            std::mem::take(&mut group[0].records)
+        } else {
+            group.iter_mut().flat_map(|w| std::mem::take(&mut w.records)).collect()
+        };
+        let user_bytes: usize = group.iter().map(|w| w.bytes).sum();
+        let result = self.append_group(records, user_bytes).and_then(|lsn| {
+            if self.opts.fsync == FsyncMode::Always {
+                self.wal.sync_to(lsn)
+            } else {
+                Ok(())
+            }
+        });
+        let outcome = result.as_ref().err().map(|e| e.to_string());
+        for slot in slots.iter().filter(|s| !Arc::ptr_eq(s, own)) {
+            slot.set(SlotState::Done(outcome.clone()));
+        }
+
+        let mut queue = self.write_queue.state.lock();
+        match queue.pending.first() {
+            Some(next) => next.slot.set(SlotState::Lead),
+            None => queue.leading = false,
+        }
+        drop(queue);
+        result
+    }
+
+    /// Appends a group of batches to the WAL as one frame and inserts it into the memtable;
+    /// returns the WAL position to fsync to. Called by the leader only.
+    fn append_group(&self, records: Vec<(Bytes, Record)>, user_bytes: usize) -> Result<Lsn> {
+        let count = records.len() as u64;
         let lsn = {
             let _writers = self.write_lock.lock();
             let first_seqno = self.visible_seqno.load(Ordering::Acquire) + 1;
             let wal_batch = WalBatch {
                 first_seqno,
-                records: batch.records,
+                records,
             };
             let lsn = self.wal.append(&wal_batch)?;
             let view = self.view();
@@ -61,12 +212,9 @@ impl DbInner {
             }
             lsn
         };
-        if self.opts.fsync == FsyncMode::Always {
-            self.wal.sync_to(lsn)?;
-        }
         Counters::add(&self.counters.writes, count);
         Counters::add(&self.counters.user_bytes_written, user_bytes as u64);
-        Ok(())
+        Ok(lsn)
     }
 
     fn check_limits(&self, batch: &WriteBatch) -> Result<()> {
@@ -156,5 +304,77 @@ impl DbInner {
             }
         });
         Ok(())
+    }
+}
+
+/// Takes writes from the front of the queue up to [`MAX_GROUP_BYTES`] (at least one).
+fn take_group(pending: &mut Vec<PendingWrite>) -> Vec<PendingWrite> {
+    let mut bytes = 0;
+    let mut n = 0;
+    for w in pending.iter() {
+        if n > 0 && bytes + w.bytes > MAX_GROUP_BYTES {
+            break;
+        }
+        bytes += w.bytes;
+        n += 1;
+    }
+    pending.drain(..n).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::{Db, Error, FsyncMode, Options, Record, Version, WriteBatch};
+
+    fn open(dir: &std::path::Path, fsync: FsyncMode) -> Db {
+        Db::open(dir, Options::default().with_fsync(fsync)).expect("open")
+    }
+
+    #[test]
+    fn concurrent_writers_share_fsyncs_and_every_write_lands() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Arc::new(open(dir.path(), FsyncMode::Always));
+        let threads: Vec<_> = (0..16u32)
+            .map(|t| {
+                let db = Arc::clone(&db);
+                std::thread::spawn(move || {
+                    for i in 0..40u64 {
+                        let key = format!("t{t}-{i}");
+                        db.put(key.as_bytes(), Record::value(Version::new(i + 1, t), key.clone()))
+                            .expect("put");
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("writer thread");
+        }
+        let stats = db.stats();
+        assert_eq!(stats.writes, 16 * 40);
+        assert!(
+            stats.wal_syncs < stats.writes,
+            "group commit: {} fsyncs for {} writes",
+            stats.wal_syncs,
+            stats.writes
+        );
+        for t in 0..16u32 {
+            for i in 0..40u64 {
+                let key = format!("t{t}-{i}");
+                let got = db.get(key.as_bytes()).expect("get").and_then(|r| r.value);
+                assert_eq!(got.as_deref(), Some(key.as_bytes()));
+            }
+        }
+    }
+
+    #[test]
+    fn an_oversized_record_rejects_the_whole_batch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open(dir.path(), FsyncMode::Periodic { interval_ms: 1000 });
+        let mut batch = WriteBatch::new();
+        batch.put("small", Record::value(Version::new(1, 0), "v"));
+        batch.put("big", Record::value(Version::new(1, 0), vec![0u8; (10 << 20) + 1]));
+        assert!(matches!(db.write(batch), Err(Error::ValueTooLarge { .. })));
+        assert!(db.get(b"small").expect("get").is_none());
     }
 }
