@@ -97,20 +97,6 @@ impl<'a> Decoder<'a> {
         self.pos += 1;
         Some(b)
     }
-
-    /// Reads a little-endian u32.
-    pub(crate) fn u32_le(&mut self) -> Option<u32> {
-        let b = self.bytes(4)?;
-        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
-    /// Reads a little-endian u64.
-    pub(crate) fn u64_le(&mut self) -> Option<u64> {
-        let b = self.bytes(8)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        Some(u64::from_le_bytes(a))
-    }
 }
 
 #[cfg(test)]

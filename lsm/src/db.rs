@@ -64,6 +64,7 @@ pub(crate) struct DbInner {
     pub(crate) opts: Options,
     pub(crate) counters: Arc<Counters>,
     pub(crate) table_cache: Arc<TableCache>,
+    pub(crate) block_cache: Arc<BlockCache>,
     pub(crate) wal: Wal,
     /// Writers waiting for a group-commit leader.
     pub(crate) write_queue: write::WriteQueue,
@@ -109,11 +110,14 @@ impl Db {
         dir::create_layout(&dir)?;
         let (mut manifest, state) = Manifest::open(&dir, opts.num_levels)?;
         let counters = Arc::new(Counters::default());
-        let block_cache = Arc::new(BlockCache::new(opts.block_cache_bytes, Arc::clone(&counters)));
+        let block_cache = Arc::new(BlockCache::new(
+            opts.block_cache_bytes,
+            Arc::clone(&counters),
+        ));
         let table_cache = Arc::new(TableCache::new(
             &dir,
             opts.max_open_tables,
-            block_cache,
+            Arc::clone(&block_cache),
             Arc::clone(&counters),
         ));
 
@@ -128,7 +132,10 @@ impl Db {
                 }
                 last_seqno = last_seqno.max(meta.max_seqno);
                 next_file_id = next_file_id.max(meta.id + 1);
-                tables.add(level, TableHandle::new(meta.clone(), path, Arc::clone(&table_cache)));
+                tables.add(
+                    level,
+                    TableHandle::new(meta.clone(), path, Arc::clone(&table_cache)),
+                );
             }
         }
         while tables.levels.len() < opts.num_levels {
@@ -191,6 +198,7 @@ impl Db {
             dir,
             counters,
             table_cache,
+            block_cache,
             wal,
             write_queue: write::WriteQueue::default(),
             write_lock: Mutex::new(()),
@@ -273,7 +281,12 @@ impl Db {
     ///
     /// # Errors
     /// As [`Db::range`].
-    pub fn range_with(&self, start: Bound<&[u8]>, end: Bound<&[u8]>, mode: ReadMode) -> Result<DbIter> {
+    pub fn range_with(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        mode: ReadMode,
+    ) -> Result<DbIter> {
         self.inner.check_open()?;
         let view = self.inner.view();
         let seqno = self.inner.visible_seqno.load(Ordering::Acquire);
@@ -333,6 +346,7 @@ impl Db {
         stats.memtable_bytes = view.memtables().map(|m| m.approximate_bytes() as u64).sum();
         stats.immutable_memtables = view.immutables.len();
         stats.wal_bytes_on_disk = self.inner.wal.bytes_on_disk();
+        stats.block_cache_bytes = self.inner.block_cache.used_bytes();
         stats
     }
 
@@ -409,12 +423,8 @@ impl DbInner {
 /// Deletes table files the manifest does not list: leftovers of a flush or compaction that
 /// crashed before committing.
 fn remove_orphan_tables(dir: &Path, tables: &TableSet) -> Result<()> {
-    let live: std::collections::HashSet<u64> = tables
-        .levels
-        .iter()
-        .flatten()
-        .map(|t| t.meta.id)
-        .collect();
+    let live: std::collections::HashSet<u64> =
+        tables.levels.iter().flatten().map(|t| t.meta.id).collect();
     for id in dir::list_table_ids(dir)? {
         if !live.contains(&id) {
             let path = dir::table_path(dir, id);
@@ -494,7 +504,12 @@ impl Snapshot {
     ///
     /// # Errors
     /// I/O and corruption errors.
-    pub fn range_with(&self, start: Bound<&[u8]>, end: Bound<&[u8]>, mode: ReadMode) -> Result<DbIter> {
+    pub fn range_with(
+        &self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        mode: ReadMode,
+    ) -> Result<DbIter> {
         self.inner
             .range_at(Arc::clone(&self.view), self.seqno, start, end, mode)
     }

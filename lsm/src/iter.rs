@@ -25,12 +25,14 @@ pub(crate) trait EntryIter: Send {
     fn advance(&mut self) -> Result<()>;
 }
 
-/// An [`EntryIter`] over an owned, already sorted vector (tests and small in-memory sources).
+/// An [`EntryIter`] over an owned, already sorted vector, for tests.
+#[cfg(test)]
 pub(crate) struct VecIter {
     items: Vec<(bytes::Bytes, Version, Entry)>,
     pos: usize,
 }
 
+#[cfg(test)]
 impl VecIter {
     /// Iterates `items`, which must be sorted by internal key.
     pub(crate) fn new(items: Vec<(bytes::Bytes, Version, Entry)>) -> Self {
@@ -38,9 +40,12 @@ impl VecIter {
     }
 }
 
+#[cfg(test)]
 impl EntryIter for VecIter {
     fn current(&self) -> Option<(&[u8], Version, &Entry)> {
-        self.items.get(self.pos).map(|(k, v, e)| (k.as_ref(), *v, e))
+        self.items
+            .get(self.pos)
+            .map(|(k, v, e)| (k.as_ref(), *v, e))
     }
 
     fn advance(&mut self) -> Result<()> {

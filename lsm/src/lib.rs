@@ -18,11 +18,11 @@
 
 #![warn(missing_docs)]
 
-mod coding;
 mod cache;
-mod dir;
+mod coding;
 mod compaction;
 mod db;
+mod dir;
 mod error;
 mod iter;
 mod manifest;

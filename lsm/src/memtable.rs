@@ -24,7 +24,6 @@ pub(crate) struct Memtable {
     map: SkipMap<InternalKey, Entry>,
     approximate_bytes: AtomicUsize,
     min_hlc: AtomicU64,
-    max_hlc: AtomicU64,
     max_seqno: AtomicU64,
 }
 
@@ -36,7 +35,6 @@ impl Memtable {
             map: SkipMap::new(),
             approximate_bytes: AtomicUsize::new(0),
             min_hlc: AtomicU64::new(u64::MAX),
-            max_hlc: AtomicU64::new(0),
             max_seqno: AtomicU64::new(0),
         }
     }
@@ -54,7 +52,6 @@ impl Memtable {
         self.map.get_or_insert(key, entry);
         self.approximate_bytes.fetch_add(size, Ordering::Relaxed);
         self.min_hlc.fetch_min(hlc, Ordering::Relaxed);
-        self.max_hlc.fetch_max(hlc, Ordering::Relaxed);
         self.max_seqno.fetch_max(seqno, Ordering::Relaxed);
     }
 
@@ -77,11 +74,6 @@ impl Memtable {
         self.approximate_bytes.load(Ordering::Relaxed)
     }
 
-    /// Number of entries.
-    pub(crate) fn len(&self) -> usize {
-        self.map.len()
-    }
-
     /// Whether the memtable holds nothing.
     pub(crate) fn is_empty(&self) -> bool {
         self.map.is_empty()
@@ -90,11 +82,6 @@ impl Memtable {
     /// Smallest HLC of any entry (`u64::MAX` when empty).
     pub(crate) fn min_hlc(&self) -> u64 {
         self.min_hlc.load(Ordering::Relaxed)
-    }
-
-    /// Largest HLC of any entry (0 when empty).
-    pub(crate) fn max_hlc(&self) -> u64 {
-        self.max_hlc.load(Ordering::Relaxed)
     }
 
     /// Largest sequence number of any entry.
@@ -139,7 +126,12 @@ const REFILL_ENTRIES: usize = 64;
 impl MemtableIter {
     fn refill(&mut self) {
         let range = (self.resume.clone(), Bound::Unbounded);
-        for e in self.table.map.range::<InternalKey, _>(range).take(REFILL_ENTRIES) {
+        for e in self
+            .table
+            .map
+            .range::<InternalKey, _>(range)
+            .take(REFILL_ENTRIES)
+        {
             self.buffer
                 .push_back((e.key().user_key.clone(), e.key().version, e.value().clone()));
         }
@@ -188,7 +180,7 @@ mod tests {
         assert_eq!(m.get(b"k", 2).map(|(v, _)| v.hlc), Some(5));
         assert!(m.get(b"k", 0).is_none());
         assert!(m.get(b"kk", u64::MAX).is_none());
-        assert_eq!((m.min_hlc(), m.max_hlc(), m.max_seqno()), (3, 9, 3));
+        assert_eq!((m.min_hlc(), m.max_seqno()), (3, 3));
     }
 
     #[test]

@@ -122,6 +122,8 @@ pub struct Stats {
     pub block_cache_hits: u64,
     /// Block cache misses.
     pub block_cache_misses: u64,
+    /// Bytes of decoded blocks held by the block cache.
+    pub block_cache_bytes: u64,
     /// Writer stalls.
     pub write_stalls: u64,
     /// Microseconds writers spent stalled.
@@ -184,7 +186,10 @@ impl Stats {
 
     /// Block cache hit rate in `[0, 1]`.
     pub fn block_cache_hit_rate(&self) -> f64 {
-        ratio(self.block_cache_hits, self.block_cache_hits + self.block_cache_misses)
+        ratio(
+            self.block_cache_hits,
+            self.block_cache_hits + self.block_cache_misses,
+        )
     }
 }
 

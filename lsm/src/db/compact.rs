@@ -65,16 +65,30 @@ impl DbInner {
             Choice::Drop { tables } => {
                 let edits: Vec<_> = tables
                     .iter()
-                    .map(|(level, id)| VersionEdit::RemoveTable { level: *level, id: *id })
+                    .map(|(level, id)| VersionEdit::RemoveTable {
+                        level: *level,
+                        id: *id,
+                    })
                     .collect();
                 self.commit(&edits, &tables, Vec::new())?;
-                info!(tables = tables.len(), "dropped tables whose every record had expired");
+                info!(
+                    tables = tables.len(),
+                    "dropped tables whose every record had expired"
+                );
                 Counters::add(&self.counters.expired_tables_dropped, tables.len() as u64);
                 Ok(true)
             }
-            Choice::Move { level, id, to_level } => {
+            Choice::Move {
+                level,
+                id,
+                to_level,
+            } => {
                 let handle = self.view().tables.find(level, id).cloned().ok_or_else(|| {
-                    Error::corruption(&self.dir, 0, format!("compaction chose table {id} not in level {level}"))
+                    Error::corruption(
+                        &self.dir,
+                        0,
+                        format!("compaction chose table {id} not in level {level}"),
+                    )
                 })?;
                 let edits = [
                     VersionEdit::RemoveTable { level, id },
@@ -115,7 +129,11 @@ impl DbInner {
             let mut metas: Vec<TableMeta> = Vec::with_capacity(ids.len());
             for id in ids {
                 let handle = view.tables.find(*level, *id).ok_or_else(|| {
-                    Error::corruption(&self.dir, 0, format!("compaction chose table {id} not in level {level}"))
+                    Error::corruption(
+                        &self.dir,
+                        0,
+                        format!("compaction chose table {id} not in level {level}"),
+                    )
                 })?;
                 bytes_in += handle.meta.file_bytes;
                 metas.push(handle.meta.clone());
@@ -184,7 +202,10 @@ impl DbInner {
         let bytes_out: u64 = outputs.iter().map(|(m, _)| m.file_bytes).sum();
         let mut edits: Vec<VersionEdit> = removed
             .iter()
-            .map(|(level, id)| VersionEdit::RemoveTable { level: *level, id: *id })
+            .map(|(level, id)| VersionEdit::RemoveTable {
+                level: *level,
+                id: *id,
+            })
             .collect();
         edits.push(VersionEdit::NextFileId(
             self.next_file_id.load(std::sync::atomic::Ordering::Acquire),
@@ -195,7 +216,10 @@ impl DbInner {
                 level: output_level,
                 meta: meta.clone(),
             });
-            added.push((output_level, TableHandle::new(meta, path, Arc::clone(&self.table_cache))));
+            added.push((
+                output_level,
+                TableHandle::new(meta, path, Arc::clone(&self.table_cache)),
+            ));
         }
         self.commit(&edits, &removed, added)?;
         Counters::add(&self.counters.compaction_bytes_in, bytes_in);
@@ -212,7 +236,12 @@ impl DbInner {
     }
 
     /// Records the edits in the manifest, then swaps the tables in the view.
-    fn commit(&self, edits: &[VersionEdit], removed: &[(usize, u64)], added: Vec<(usize, Arc<TableHandle>)>) -> Result<()> {
+    fn commit(
+        &self,
+        edits: &[VersionEdit],
+        removed: &[(usize, u64)],
+        added: Vec<(usize, Arc<TableHandle>)>,
+    ) -> Result<()> {
         let mut manifest = self.manifest.lock();
         if let Err(e) = manifest.apply(edits) {
             self.set_poison(format!("manifest update after a compaction failed: {e}"));

@@ -62,7 +62,12 @@ impl DbInner {
         ];
         let mut handle = None;
         if let Some((meta, path)) = added {
-            debug!(table = meta.id, bytes = meta.file_bytes, records = meta.records, "flushed memtable");
+            debug!(
+                table = meta.id,
+                bytes = meta.file_bytes,
+                records = meta.records,
+                "flushed memtable"
+            );
             edits.push(VersionEdit::AddTable {
                 level: 0,
                 meta: meta.clone(),

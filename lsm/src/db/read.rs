@@ -22,7 +22,12 @@ use crate::stats::Counters;
 
 impl DbInner {
     /// The winning record of `key` visible at `seqno` in `view`.
-    pub(crate) fn get_at(&self, view: &SuperVersion, key: &[u8], seqno: u64) -> Result<Option<Record>> {
+    pub(crate) fn get_at(
+        &self,
+        view: &SuperVersion,
+        key: &[u8],
+        seqno: u64,
+    ) -> Result<Option<Record>> {
         Counters::incr(&self.counters.gets);
         let mut best: Option<(Version, Entry)> = None;
         for memtable in view.memtables() {
@@ -162,9 +167,29 @@ mod tests {
 
     #[test]
     fn range_overlap_respects_bound_kinds() {
-        assert!(key_range_overlaps(b"b", b"d", Bound::Included(b"d"), Bound::Unbounded));
-        assert!(!key_range_overlaps(b"b", b"d", Bound::Excluded(b"d"), Bound::Unbounded));
-        assert!(!key_range_overlaps(b"b", b"d", Bound::Unbounded, Bound::Excluded(b"b")));
-        assert!(key_range_overlaps(b"b", b"d", Bound::Unbounded, Bound::Included(b"b")));
+        assert!(key_range_overlaps(
+            b"b",
+            b"d",
+            Bound::Included(b"d"),
+            Bound::Unbounded
+        ));
+        assert!(!key_range_overlaps(
+            b"b",
+            b"d",
+            Bound::Excluded(b"d"),
+            Bound::Unbounded
+        ));
+        assert!(!key_range_overlaps(
+            b"b",
+            b"d",
+            Bound::Unbounded,
+            Bound::Excluded(b"b")
+        ));
+        assert!(key_range_overlaps(
+            b"b",
+            b"d",
+            Bound::Unbounded,
+            Bound::Included(b"b")
+        ));
     }
 }

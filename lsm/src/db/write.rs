@@ -158,7 +158,10 @@ impl DbInner {
         let records: Vec<(Bytes, Record)> = if group.len() == 1 {
             std::mem::take(&mut group[0].records)
         } else {
-            group.iter_mut().flat_map(|w| std::mem::take(&mut w.records)).collect()
+            group
+                .iter_mut()
+                .flat_map(|w| std::mem::take(&mut w.records))
+                .collect()
         };
         let user_bytes: usize = group.iter().map(|w| w.bytes).sum();
         let result = self.append_group(records, user_bytes).and_then(|lsn| {
@@ -245,7 +248,8 @@ impl DbInner {
         loop {
             let view = self.view();
             let too_many_memtables = view.immutables.len() >= self.opts.max_immutable_memtables;
-            let too_many_l0 = view.tables.levels.first().map_or(0, Vec::len) >= self.opts.l0_stall_trigger;
+            let too_many_l0 =
+                view.tables.levels.first().map_or(0, Vec::len) >= self.opts.l0_stall_trigger;
             if !too_many_memtables && !too_many_l0 {
                 break;
             }
@@ -341,8 +345,11 @@ mod tests {
                 std::thread::spawn(move || {
                     for i in 0..40u64 {
                         let key = format!("t{t}-{i}");
-                        db.put(key.as_bytes(), Record::value(Version::new(i + 1, t), key.clone()))
-                            .expect("put");
+                        db.put(
+                            key.as_bytes(),
+                            Record::value(Version::new(i + 1, t), key.clone()),
+                        )
+                        .expect("put");
                     }
                 })
             })
@@ -373,7 +380,10 @@ mod tests {
         let db = open(dir.path(), FsyncMode::Periodic { interval_ms: 1000 });
         let mut batch = WriteBatch::new();
         batch.put("small", Record::value(Version::new(1, 0), "v"));
-        batch.put("big", Record::value(Version::new(1, 0), vec![0u8; (10 << 20) + 1]));
+        batch.put(
+            "big",
+            Record::value(Version::new(1, 0), vec![0u8; (10 << 20) + 1]),
+        );
         assert!(matches!(db.write(batch), Err(Error::ValueTooLarge { .. })));
         assert!(db.get(b"small").expect("get").is_none());
     }

@@ -36,7 +36,9 @@ impl MergeIter {
             if let Some((key, ver, _)) = child.current() {
                 let better = match best {
                     None => true,
-                    Some((_, bkey, bver)) => compare_internal(key, ver, bkey, bver) == Ordering::Less,
+                    Some((_, bkey, bver)) => {
+                        compare_internal(key, ver, bkey, bver) == Ordering::Less
+                    }
                 };
                 if better {
                     best = Some((i, key, ver));
@@ -84,7 +86,13 @@ mod tests {
         Box::new(VecIter::new(
             items
                 .iter()
-                .map(|(k, v, s)| (Bytes::copy_from_slice(k.as_bytes()), Version::new(*v, 0), entry(*s)))
+                .map(|(k, v, s)| {
+                    (
+                        Bytes::copy_from_slice(k.as_bytes()),
+                        Version::new(*v, 0),
+                        entry(*s),
+                    )
+                })
                 .collect(),
         ))
     }

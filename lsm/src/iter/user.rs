@@ -82,7 +82,9 @@ impl DbIter {
             self.skip_rest_of(&user_key)?;
             match self.mode {
                 ReadMode::AllRecords => return Ok(Some((user_key, record))),
-                ReadMode::Live if record.is_live(self.now_ms) => return Ok(Some((user_key, record))),
+                ReadMode::Live if record.is_live(self.now_ms) => {
+                    return Ok(Some((user_key, record)))
+                }
                 ReadMode::Live => continue,
             }
         }
@@ -121,7 +123,13 @@ mod tests {
     use crate::iter::VecIter;
     use crate::record::{Entry, Version};
 
-    fn item(key: &str, hlc: u64, seqno: u64, value: Option<&str>, expire: u64) -> (Bytes, Version, Entry) {
+    fn item(
+        key: &str,
+        hlc: u64,
+        seqno: u64,
+        value: Option<&str>,
+        expire: u64,
+    ) -> (Bytes, Version, Entry) {
         (
             Bytes::copy_from_slice(key.as_bytes()),
             Version::new(hlc, 0),
@@ -160,13 +168,22 @@ mod tests {
         let it = DbIter::new(source(), u64::MAX, 100, Bound::Unbounded, ReadMode::Live);
         assert_eq!(
             collect(it),
-            vec![("b".into(), Some("b-new".into())), ("d".into(), Some("d".into()))]
+            vec![
+                ("b".into(), Some("b-new".into())),
+                ("d".into(), Some("d".into()))
+            ]
         );
     }
 
     #[test]
     fn snapshot_hides_later_arrivals() {
-        let it = DbIter::new(source(), 4, 10, Bound::Excluded(Bytes::from("d")), ReadMode::AllRecords);
+        let it = DbIter::new(
+            source(),
+            4,
+            10,
+            Bound::Excluded(Bytes::from("d")),
+            ReadMode::AllRecords,
+        );
         assert_eq!(
             collect(it),
             vec![
