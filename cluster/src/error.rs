@@ -1,0 +1,57 @@
+//! The cluster's error type.
+//!
+//! Owns [`ClusterError`]. Every variant names its parts (which level, how many replicas
+//! answered, how many were needed) so the front end can print a clear sentence; the mapping
+//! to Redis error replies lives in `ringkv-resp`, never here.
+
+use crate::api::Level;
+
+/// Everything a cluster request can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClusterError {
+    /// Not enough replicas are alive to even try the level (Cassandra's `UnavailableException`).
+    #[error("cannot achieve consistency level {level}: {required} replica(s) required but only {alive} alive")]
+    Unavailable {
+        /// The level asked for.
+        level: Level,
+        /// Replicas the level needs.
+        required: usize,
+        /// Replicas believed alive.
+        alive: usize,
+    },
+    /// Replicas were asked but too few answered in time or without error.
+    #[error("consistency level {level} not met: {answered} of {required} required replica(s) answered{}", format_errors(.errors))]
+    QuorumFailed {
+        /// The level asked for.
+        level: Level,
+        /// Replicas the level needs.
+        required: usize,
+        /// Replicas that answered successfully.
+        answered: usize,
+        /// What the others said.
+        errors: Vec<String>,
+    },
+    /// A level that makes no sense for the request (`ANY` for a read).
+    #[error("consistency level {level} is not supported for {operation}")]
+    UnsupportedLevel {
+        /// The level asked for.
+        level: Level,
+        /// "reads" or "writes".
+        operation: &'static str,
+    },
+    /// The local storage engine failed.
+    #[error("storage error: {0}")]
+    Storage(#[from] ringkv_lsm::Error),
+    /// The node is shutting down.
+    #[error("the node is shutting down")]
+    ShuttingDown,
+}
+
+fn format_errors(errors: &[String]) -> String {
+    if errors.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", errors.join("; "))
+    }
+}
