@@ -2,22 +2,49 @@
 //!
 //! # Layout
 //!
+//! A request from the front end ([`api::Request`]) reaches the [`coordinator`], which checks
+//! its consistency level, maps each key to its hash slot ([`slot`]), versions writes with the
+//! node's hybrid logical clock ([`hlc`] over a [`clock::Clock`], tie-broken by the
+//! [`node_id::node_number`]) and reads or writes the replicas' [`storage`], where the engine
+//! key is `slot ‖ user key`. The parts:
+//!
 //! - [`api`]: the narrow, plain-data API the front end uses ([`Request`], [`Response`],
 //!   [`Consistency`], the [`Cluster`] trait).
-//! - [`error`]: [`ClusterError`].
+//! - [`error`]: the error type, [`ClusterError`].
+//! - [`slot`]: Redis Cluster's CRC16 hash slots and hash tags.
+//! - [`clock`]: the [`Clock`] seam ([`SystemClock`], [`ManualClock`] for tests).
+//! - [`hlc`]: [`Hlc`], strictly increasing versions that survive a wall clock stepping back.
+//! - [`node_id`]: a node's 32-bit number, the versions' tie-break.
+//! - [`storage`]: the [`Storage`] trait the coordinator needs, its key encoding, and its
+//!   implementation for `ringkv_lsm::Db`.
+//! - [`coordinator`]: [`LocalCluster`], the cluster of one node with replication factor 1
+//!   (the path the multi-node cluster extends), configured by [`ClusterConfig`].
 //!
 //! # Architecture invariant
 //!
-//! This crate knows nothing of RESP or Redis commands; it stores keys in `ringkv-lsm` under
-//! `slot ‖ key` and resolves replicas' answers by version.
+//! This crate knows nothing of RESP or Redis commands (it must not depend on `redis-protocol`
+//! or `ringkv-resp`); it stores keys in `ringkv-lsm` under `slot ‖ key` and resolves replicas'
+//! answers by version. `SystemTime::now()` appears only in [`clock`].
 
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod clock;
+pub mod coordinator;
 pub mod error;
+pub mod hlc;
+pub mod node_id;
+pub mod slot;
+pub mod storage;
 
 pub use api::{
     Cluster, ClusterInfo, Condition, Consistency, Level, Request, Response, ScanCursor,
     StoredValue, Version, Write,
 };
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use coordinator::{ClusterConfig, LocalCluster, LocalParams};
 pub use error::ClusterError;
+pub use hlc::Hlc;
+pub use node_id::node_number;
+pub use slot::{hash_tag, key_slot, SLOTS};
+pub use storage::{SlotKey, SlotRecord, Storage};

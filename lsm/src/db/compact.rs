@@ -12,7 +12,7 @@ use tracing::{debug, info};
 
 use crate::compaction::policy::{choose, choose_full, Choice, LevelsView};
 use crate::compaction::stream::CompactionStream;
-use crate::db::state::{SuperVersion, TableHandle};
+use crate::db::state::{SuperVersion, TableHandle, TableSet};
 use crate::db::DbInner;
 use crate::dir;
 use crate::error::{Error, Result};
@@ -242,23 +242,13 @@ impl DbInner {
         removed: &[(usize, u64)],
         added: Vec<(usize, Arc<TableHandle>)>,
     ) -> Result<()> {
-        let mut manifest = self.manifest.lock();
-        if let Err(e) = manifest.apply(edits) {
-            self.set_poison(format!("manifest update after a compaction failed: {e}"));
-            return Err(e);
-        }
-        self.update_view(|current| {
-            let mut tables = current.tables.without(removed);
+        self.commit_tables(edits, "a compaction", |tables| {
+            let mut next = tables.without(removed);
             for (level, handle) in added {
-                tables.add(level, handle);
+                next.add(level, handle);
             }
-            SuperVersion {
-                active: Arc::clone(&current.active),
-                immutables: current.immutables.clone(),
-                tables: Arc::new(tables),
-            }
-        });
-        Ok(())
+            next
+        })
     }
 
     /// Moves a table between levels without rewriting it. The same handle moves, so views
@@ -271,23 +261,34 @@ impl DbInner {
         to_level: usize,
         handle: Arc<TableHandle>,
     ) -> Result<()> {
-        let mut manifest = self.manifest.lock();
-        if let Err(e) = manifest.apply(edits) {
-            self.set_poison(format!("manifest update after a table move failed: {e}"));
-            return Err(e);
-        }
         let id = handle.meta.id;
-        self.update_view(|current| {
-            let mut tables = (*current.tables).clone();
-            if let Some(l) = tables.levels.get_mut(level) {
+        self.commit_tables(edits, "a table move", |tables| {
+            let mut next = tables.clone();
+            if let Some(l) = next.levels.get_mut(level) {
                 l.retain(|t| t.meta.id != id);
             }
-            tables.add(to_level, handle);
-            SuperVersion {
-                active: Arc::clone(&current.active),
-                immutables: current.immutables.clone(),
-                tables: Arc::new(tables),
-            }
+            next.add(to_level, handle);
+            next
+        })
+    }
+
+    /// Applies `edits` to the manifest (poisoning the engine if that fails: the view and the
+    /// manifest must not disagree), then installs `change(tables)` as the view's tables.
+    fn commit_tables(
+        &self,
+        edits: &[VersionEdit],
+        what: &str,
+        change: impl FnOnce(&TableSet) -> TableSet,
+    ) -> Result<()> {
+        let mut manifest = self.manifest.lock();
+        if let Err(e) = manifest.apply(edits) {
+            self.set_poison(format!("manifest update after {what} failed: {e}"));
+            return Err(e);
+        }
+        self.update_view(|current| SuperVersion {
+            active: Arc::clone(&current.active),
+            immutables: current.immutables.clone(),
+            tables: Arc::new(change(&current.tables)),
         });
         Ok(())
     }

@@ -1,0 +1,144 @@
+//! The storage seam: what the coordinator needs from a node's local engine.
+//!
+//! Owns the [`Storage`] trait, its record types ([`SlotKey`], [`SlotRecord`]), the engine key
+//! encoding ([`key`]: `slot (u16, big-endian) ‖ user key`, DESIGN.md "Storage keys and
+//! versions") and the implementation for `ringkv_lsm::Db` ([`lsm`]). Must never decide which
+//! version wins (the engine keeps the highest) or what a key means beyond its slot; consistency
+//! levels, conditions and cursors belong to the coordinator.
+
+pub mod key;
+pub mod lsm;
+#[cfg(test)]
+mod tests;
+
+use std::ops::Bound;
+
+use bytes::Bytes;
+use ringkv_lsm::{ReadMode, Record, Stats};
+
+use crate::error::ClusterError;
+
+/// A position in the slot-ordered keyspace: a slot and a user key within it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotKey<'a> {
+    /// The slot (user slots are below [`SLOTS`](crate::slot::SLOTS); the prefixes above are
+    /// reserved for system keyspaces).
+    pub slot: u16,
+    /// The user key.
+    pub key: &'a [u8],
+}
+
+impl<'a> SlotKey<'a> {
+    /// The position `key` in `slot`.
+    pub fn new(slot: u16, key: &'a [u8]) -> Self {
+        Self { slot, key }
+    }
+
+    /// The first position of `slot`, before every key in it.
+    pub fn slot_start(slot: u16) -> SlotKey<'static> {
+        SlotKey { slot, key: b"" }
+    }
+}
+
+/// One record of one key, with the key's slot: what ranges yield and what writes take.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlotRecord {
+    /// The key's slot.
+    pub slot: u16,
+    /// The user key (without the slot prefix).
+    pub key: Bytes,
+    /// The record: a value or a tombstone, with its version and expiry.
+    pub record: Record,
+}
+
+/// A node's local, versioned, slot-ordered store.
+///
+/// Reads return the *winning* record of a key (its highest version); "live" means not a
+/// tombstone and not expired at the storage's own clock, which the coordinator wires to the
+/// cluster [`Clock`](crate::clock::Clock) so both agree on expiry.
+pub trait Storage: Send + Sync + 'static {
+    /// Iterator over a range, in `(slot, key)` order.
+    type Iter: Iterator<Item = Result<SlotRecord, ClusterError>> + Send;
+
+    /// The winning record of `key` in `slot`, tombstones and expired values included; `None`
+    /// if the key was never written (or compaction has dropped everything about it).
+    ///
+    /// # Errors
+    /// [`ClusterError::Storage`] when the engine fails to read.
+    fn get(&self, slot: u16, key: &[u8]) -> Result<Option<Record>, ClusterError>;
+
+    /// Writes `records` atomically: after a crash all of them are there or none. When it
+    /// returns they are durable as the engine's fsync mode promises.
+    ///
+    /// # Errors
+    /// [`ClusterError::Storage`]: a key or value over the engine's limits (nothing is
+    /// written), I/O failures, a poisoned engine.
+    fn write(&self, records: Vec<SlotRecord>) -> Result<(), ClusterError>;
+
+    /// Records with positions between `start` and `end`, in `(slot, key)` order, one per key:
+    /// live ones only, or every winning record with [`ReadMode::AllRecords`].
+    ///
+    /// # Errors
+    /// [`ClusterError::Storage`] when opening the range fails; later failures come from the
+    /// iterator.
+    fn range(
+        &self,
+        start: Bound<SlotKey<'_>>,
+        end: Bound<SlotKey<'_>>,
+        mode: ReadMode,
+    ) -> Result<Self::Iter, ClusterError>;
+
+    /// The engine's figures, for `INFO`.
+    fn stats(&self) -> Stats;
+
+    /// Makes everything written durable and stops the engine; later calls fail.
+    ///
+    /// # Errors
+    /// [`ClusterError::Storage`] when the final flush or sync fails.
+    fn shutdown(&self) -> Result<(), ClusterError>;
+
+    /// Writes one record. See [`Storage::write`].
+    ///
+    /// # Errors
+    /// As [`Storage::write`].
+    fn put(&self, slot: u16, key: Bytes, record: Record) -> Result<(), ClusterError> {
+        self.write(vec![SlotRecord { slot, key, record }])
+    }
+
+    /// Records of one slot with user keys between `start` and `end`. See [`Storage::range`].
+    ///
+    /// # Errors
+    /// As [`Storage::range`].
+    fn slot_range(
+        &self,
+        slot: u16,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        mode: ReadMode,
+    ) -> Result<Self::Iter, ClusterError> {
+        let start = match start {
+            Bound::Included(k) => Bound::Included(SlotKey::new(slot, k)),
+            Bound::Excluded(k) => Bound::Excluded(SlotKey::new(slot, k)),
+            Bound::Unbounded => Bound::Included(SlotKey::slot_start(slot)),
+        };
+        let end = match end {
+            Bound::Included(k) => Bound::Included(SlotKey::new(slot, k)),
+            Bound::Excluded(k) => Bound::Excluded(SlotKey::new(slot, k)),
+            Bound::Unbounded => key::slot_end(slot),
+        };
+        self.range(start, end, mode)
+    }
+
+    /// Number of live keys in `slot` (exact: walks the slot).
+    ///
+    /// # Errors
+    /// As [`Storage::range`].
+    fn count_in_slot(&self, slot: u16) -> Result<u64, ClusterError> {
+        let mut n = 0;
+        for item in self.slot_range(slot, Bound::Unbounded, Bound::Unbounded, ReadMode::Live)? {
+            item?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}

@@ -1,0 +1,88 @@
+//! [`Storage`] over the `ringkv-lsm` engine.
+//!
+//! Owns the `impl Storage for Db` and [`LsmIter`]. Every key goes through [`key::encode`], so
+//! the engine only ever holds slot-prefixed keys; must never hand the engine a key without one.
+
+use std::ops::Bound;
+
+use ringkv_lsm::{Db, DbIter, ReadMode, Record, Stats, WriteBatch};
+
+use crate::error::ClusterError;
+use crate::storage::{key, SlotKey, SlotRecord, Storage};
+
+/// A range over the engine, yielding records with their slot and user key.
+pub struct LsmIter {
+    inner: DbIter,
+}
+
+impl Iterator for LsmIter {
+    type Item = Result<SlotRecord, ClusterError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let (engine_key, record) = match self.inner.next()? {
+                Ok(item) => item,
+                Err(e) => return Some(Err(e.into())),
+            };
+            // Every key this crate writes has a slot prefix; a shorter one cannot be ours, so
+            // it is not part of any slot and is passed over.
+            if let Some((slot, key)) = key::decode(&engine_key) {
+                return Some(Ok(SlotRecord { slot, key, record }));
+            }
+        }
+    }
+}
+
+fn engine_bound<'b>(bound: Bound<SlotKey<'_>>, buf: &'b mut Vec<u8>) -> Bound<&'b [u8]> {
+    match bound {
+        Bound::Included(pos) => {
+            key::encode_into(pos, buf);
+            Bound::Included(buf.as_slice())
+        }
+        Bound::Excluded(pos) => {
+            key::encode_into(pos, buf);
+            Bound::Excluded(buf.as_slice())
+        }
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+impl Storage for Db {
+    type Iter = LsmIter;
+
+    fn get(&self, slot: u16, key: &[u8]) -> Result<Option<Record>, ClusterError> {
+        Ok(self.get_record(&key::encode(slot, key))?)
+    }
+
+    fn write(&self, records: Vec<SlotRecord>) -> Result<(), ClusterError> {
+        let mut batch = WriteBatch::new();
+        for r in records {
+            batch.put(key::encode(r.slot, &r.key), r.record);
+        }
+        Ok(Db::write(self, batch)?)
+    }
+
+    fn range(
+        &self,
+        start: Bound<SlotKey<'_>>,
+        end: Bound<SlotKey<'_>>,
+        mode: ReadMode,
+    ) -> Result<LsmIter, ClusterError> {
+        let (mut start_buf, mut end_buf) = (Vec::new(), Vec::new());
+        let start = engine_bound(start, &mut start_buf);
+        let end = engine_bound(end, &mut end_buf);
+        Ok(LsmIter {
+            inner: self.range_with(start, end, mode)?,
+        })
+    }
+
+    fn stats(&self) -> Stats {
+        Db::stats(self)
+    }
+
+    fn shutdown(&self) -> Result<(), ClusterError> {
+        // Flushing first means the next start has no WAL to replay.
+        self.flush()?;
+        Ok(self.clone().close()?)
+    }
+}

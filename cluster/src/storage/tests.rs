@@ -1,0 +1,149 @@
+//! The [`Storage`] conformance suite, run against every implementation (today the real
+//! `ringkv-lsm` engine in a tempdir).
+
+use std::ops::Bound;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use ringkv_lsm::{Db, Options, ReadMode, Record, Version};
+
+use crate::clock::{Clock, ManualClock};
+use crate::storage::{key, SlotKey, SlotRecord, Storage};
+
+const NOW_MS: u64 = 1_000_000;
+
+fn v(hlc: u64) -> Version {
+    Version::new(hlc, 1)
+}
+
+fn rec(slot: u16, key: &str, record: Record) -> SlotRecord {
+    SlotRecord {
+        slot,
+        key: Bytes::copy_from_slice(key.as_bytes()),
+        record,
+    }
+}
+
+fn keys<S: Storage>(iter: S::Iter) -> Vec<(u16, String)> {
+    iter.map(|r| {
+        let r = r.expect("range item");
+        (r.slot, String::from_utf8_lossy(&r.key).into_owned())
+    })
+    .collect()
+}
+
+/// Every [`Storage`] must pass this. `clock` is the clock the storage reads for expiry.
+fn conformance_suite<S: Storage>(s: &S, clock: &ManualClock) {
+    // The highest version wins, whatever the arrival order.
+    s.put(5, "k".into(), Record::value(v(20), "new"))
+        .expect("put");
+    s.put(5, "k".into(), Record::value(v(10), "old"))
+        .expect("put");
+    let got = s.get(5, b"k").expect("get").expect("present");
+    assert_eq!((got.version, got.value), (v(20), Some(Bytes::from("new"))));
+    assert_eq!(s.get(6, b"k").expect("get"), None, "slots are separate");
+
+    // Tombstones and expired values are returned by `get` as records.
+    s.put(5, "k".into(), Record::tombstone(v(30)))
+        .expect("delete");
+    assert!(s
+        .get(5, b"k")
+        .expect("get")
+        .expect("tombstone")
+        .is_tombstone());
+    s.put(5, "e".into(), Record::expiring(v(1), "x", NOW_MS + 10))
+        .expect("put");
+    clock.advance(10);
+    assert!(!s
+        .get(5, b"e")
+        .expect("get")
+        .expect("expired")
+        .is_live(clock.now_ms()));
+
+    // An atomic batch across slots; ranges are slot-major, then by key.
+    s.write(vec![
+        rec(7, "b", Record::value(v(1), "1")),
+        rec(7, "a", Record::value(v(1), "2")),
+        rec(8, "a", Record::value(v(1), "3")),
+        rec(300, "0", Record::value(v(1), "4")),
+    ])
+    .expect("batch");
+    let all = s
+        .range(
+            Bound::Included(SlotKey::slot_start(0)),
+            key::user_keyspace_end(),
+            ReadMode::Live,
+        )
+        .expect("range");
+    assert_eq!(
+        keys::<S>(all),
+        vec![
+            (7, "a".into()),
+            (7, "b".into()),
+            (8, "a".into()),
+            (300, "0".into())
+        ]
+    );
+    let with_dead = s
+        .slot_range(5, Bound::Unbounded, Bound::Unbounded, ReadMode::AllRecords)
+        .expect("range");
+    assert_eq!(keys::<S>(with_dead), vec![(5, "e".into()), (5, "k".into())]);
+
+    // Bounds within a slot, and an exclusive start resuming after a key.
+    let b_only = s
+        .slot_range(
+            7,
+            Bound::Excluded(b"a"),
+            Bound::Included(b"b"),
+            ReadMode::Live,
+        )
+        .expect("range");
+    assert_eq!(keys::<S>(b_only), vec![(7, "b".into())]);
+    let after = s
+        .range(
+            Bound::Excluded(SlotKey::new(7, b"b")),
+            key::user_keyspace_end(),
+            ReadMode::Live,
+        )
+        .expect("range");
+    assert_eq!(keys::<S>(after), vec![(8, "a".into()), (300, "0".into())]);
+
+    // Counting is exact and live-only.
+    assert_eq!(s.count_in_slot(7).expect("count"), 2);
+    assert_eq!(s.count_in_slot(5).expect("count"), 0);
+    assert_eq!(s.count_in_slot(9).expect("count"), 0);
+
+    // System prefixes stay out of the user keyspace.
+    s.put(crate::slot::SLOTS, "sys".into(), Record::value(v(1), "x"))
+        .expect("put");
+    let user = s
+        .range(
+            Bound::Excluded(SlotKey::new(300, b"0")),
+            key::user_keyspace_end(),
+            ReadMode::Live,
+        )
+        .expect("range");
+    assert!(keys::<S>(user).is_empty());
+    assert_eq!(s.count_in_slot(crate::slot::SLOTS).expect("count"), 1);
+    assert_eq!(s.count_in_slot(u16::MAX).expect("count"), 0);
+}
+
+#[test]
+fn lsm_engine_conforms() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = Arc::new(ManualClock::new(NOW_MS));
+    let engine_clock = Arc::clone(&clock);
+    let opts = Options::default().with_now_ms(Arc::new(move || engine_clock.now_ms()));
+    let db = Db::open(dir.path(), opts).expect("open");
+    conformance_suite(&db, &clock);
+    // And again after the data moved from the memtable to tables.
+    db.flush().expect("flush");
+    let got = Storage::get(&db, 7, b"a").expect("get").expect("present");
+    assert_eq!(got.value, Some(Bytes::from("2")));
+    assert_eq!(db.count_in_slot(7).expect("count"), 2);
+    Storage::shutdown(&db).expect("shutdown");
+    assert!(
+        Storage::get(&db, 7, b"a").is_err(),
+        "closed engines refuse reads"
+    );
+}
