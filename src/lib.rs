@@ -1,0 +1,106 @@
+//! `ringkv`: the node binary's wiring, as a library so tests start a node in-process exactly as
+//! `main` does.
+//!
+//! # Layout
+//!
+//! - [`config`]: flags, `RINGKV_*` environment and TOML file, merged into a [`Config`].
+//! - [`identity`]: the node id kept in the data directory.
+//! - [`run`]: opens the cluster (for now a cluster of one: `ringkv_cluster::LocalCluster` over
+//!   the `ringkv-lsm` engine), serves Redis clients with `ringkv_resp::server::run` until the
+//!   shutdown future completes, then stops taking requests and flushes the engine.
+//!
+//! `main.rs` adds what only a process has: argument parsing, logging, the runtime, signals and
+//! the exit code.
+
+pub mod config;
+pub mod identity;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use ringkv_cluster::coordinator::{ClusterConfig, LocalCluster};
+use ringkv_cluster::ClusterError;
+use ringkv_lsm::FsyncMode;
+use ringkv_resp::server::{run as serve, ServerConfig, ServerError};
+use tokio::net::TcpListener;
+use tracing::info;
+
+pub use config::Config;
+
+/// Why a node stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The node id could not be read or stored.
+    #[error("cannot keep the node id in {path}: {source}")]
+    Identity {
+        /// The id file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The data directory could not be opened (locked by another node, damaged, unreadable).
+    #[error("cannot open the data directory: {0}")]
+    Open(#[source] ClusterError),
+    /// The client listener failed.
+    #[error(transparent)]
+    Serve(#[from] ServerError),
+    /// Flushing at shutdown failed.
+    #[error("shutdown did not complete cleanly: {0}")]
+    Shutdown(#[source] ClusterError),
+}
+
+/// Runs one node on `listener` until `shutdown` completes: stops accepting, lets in-flight
+/// requests finish, flushes the memtable and returns.
+///
+/// # Errors
+/// [`NodeError`] naming what failed.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), NodeError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| NodeError::Identity {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    let node_id = identity::load_or_create(&config.data_dir, config.node_id.as_deref())?;
+    let fsync = match config.fsync {
+        config::FsyncPolicy::Always => FsyncMode::Always,
+        config::FsyncPolicy::Periodic => FsyncMode::Periodic {
+            interval_ms: config.fsync_interval_ms,
+        },
+    };
+    let engine = ringkv_lsm::Options::default().with_fsync(fsync);
+    let cluster = Arc::new(
+        LocalCluster::open(ClusterConfig::new(&config.data_dir, &node_id).with_engine(engine))
+            .map_err(NodeError::Open)?,
+    );
+    let local_addr = listener.local_addr().ok();
+    info!(
+        node_id = %node_id,
+        addr = ?local_addr,
+        data_dir = %config.data_dir.display(),
+        fsync = ?config.fsync,
+        "ringkv node ready"
+    );
+    let server_config = ServerConfig {
+        maxclients: config.maxclients,
+        timeout_secs: config.timeout_secs,
+        requirepass: config.requirepass.clone(),
+        default_consistency: config.consistency,
+        bind: config.bind.to_string(),
+        port: local_addr.map_or(config.port, |a| a.port()),
+        data_dir: config.data_dir.clone(),
+        config_file: config.config_file.clone(),
+        fsync_always: config.fsync == config::FsyncPolicy::Always,
+        ..ServerConfig::default()
+    };
+    let served = serve(server_config, listener, Arc::clone(&cluster), shutdown).await;
+    info!("stopped accepting clients; flushing the engine");
+    let flushed = cluster.shutdown().map_err(NodeError::Shutdown);
+    served?;
+    flushed?;
+    info!("ringkv node stopped");
+    Ok(())
+}
