@@ -21,14 +21,14 @@ use bytes::{Bytes, BytesMut};
 use ringkv_cluster::{Cluster, Consistency};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_util::codec::Decoder;
 use tracing::debug;
 
 use crate::cmd::{self, Ctx};
 use crate::parser::RequestDecoder;
 use crate::reply::{Protocol, Reply};
-use crate::server::{stats, ClientDetails, ClientHandle, ServerState};
+use crate::server::{stats, ClientDetails, ClientHandle, CloseRequest, ServerState};
 
 /// Bytes the read buffer is grown by when it runs low; one read takes at most this much.
 const READ_CHUNK_BYTES: usize = 16 * 1024;
@@ -133,8 +133,6 @@ pub(crate) struct Connection<C: Cluster> {
     state: ConnState,
     server: Arc<ServerState>,
     cluster: Arc<C>,
-    /// Turns true when the server shuts down.
-    stop: watch::Receiver<bool>,
     /// Dropped when the task ends; the server waits for every clone to go.
     _done: mpsc::Sender<()>,
 }
@@ -162,7 +160,6 @@ impl<C: Cluster> Connection<C> {
         client: Arc<ClientHandle>,
         server: Arc<ServerState>,
         cluster: Arc<C>,
-        stop: watch::Receiver<bool>,
         done: mpsc::Sender<()>,
     ) -> Self {
         let state = ConnState::new(
@@ -178,7 +175,6 @@ impl<C: Cluster> Connection<C> {
             state,
             server,
             cluster,
-            stop,
             _done: done,
         }
     }
@@ -201,23 +197,22 @@ impl<C: Cluster> Connection<C> {
     }
 
     async fn serve(&mut self) -> Close {
+        let client = Arc::clone(self.state.client());
         loop {
             if let Some(close) = self.answer_buffered().await {
                 return close;
             }
-            if *self.stop.borrow() {
-                return Close::Shutdown;
+            if let Some(reason) = client.close_requested() {
+                return reason.into();
             }
             if self.input.capacity() - self.input.len() < READ_CHUNK_BYTES / 4 {
                 self.input.reserve(READ_CHUNK_BYTES);
             }
             let timeout_secs = self.server.timeout_secs();
-            let client = Arc::clone(self.state.client());
             let read = read_some(&mut self.socket, &mut self.input, timeout_secs);
             let read = tokio::select! {
                 biased;
-                () = client.killed() => return Close::Killed,
-                _ = self.stop.changed() => return Close::Shutdown,
+                reason = client.closing() => return reason.into(),
                 read = read => read,
             };
             match read {
@@ -318,6 +313,15 @@ impl<C: Cluster> Connection<C> {
             self.output = BytesMut::with_capacity(READ_CHUNK_BYTES);
         }
         true
+    }
+}
+
+impl From<CloseRequest> for Close {
+    fn from(reason: CloseRequest) -> Self {
+        match reason {
+            CloseRequest::Killed => Close::Killed,
+            CloseRequest::Shutdown => Close::Shutdown,
+        }
     }
 }
 

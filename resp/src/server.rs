@@ -20,9 +20,10 @@ use std::time::Duration;
 use parking_lot::RwLock;
 use ringkv_cluster::Cluster;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
+pub(crate) use clients::CloseRequest;
 pub use clients::{ClientDetails, ClientHandle, ClientRegistry};
 pub use config::ServerConfig;
 pub use stats::{CommandStats, ServerStats};
@@ -187,9 +188,8 @@ pub async fn run_with_state<C: Cluster>(
     cluster: Arc<C>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServerError> {
-    // Connections watch `stop` and hold a clone of `done`; when the last clone is dropped,
-    // every connection has finished (mini-redis's `shutdown_complete` channel).
-    let (stop_tx, stop_rx) = watch::channel(false);
+    // Connections hold a clone of `done`; when the last clone is dropped, every connection has
+    // finished (mini-redis's `shutdown_complete` channel).
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     let mut sampler = tokio::time::interval(OPS_SAMPLE_INTERVAL);
     sampler.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -206,7 +206,7 @@ pub async fn run_with_state<C: Cluster>(
             accepted = listener.accept() => match accepted {
                 Ok((socket, _)) => {
                     backoff = Duration::from_millis(10);
-                    admit(socket, &state, &cluster, &stop_rx, &done_tx);
+                    admit(socket, &state, &cluster, &done_tx);
                 }
                 Err(error) if is_transient(&error) => {
                     warn!(%error, pause_ms = backoff.as_millis(), "accept failed; retrying");
@@ -221,8 +221,12 @@ pub async fn run_with_state<C: Cluster>(
         }
     };
 
+    // No connection is admitted after this, so every one is in the registry: each finishes
+    // the requests it has read, sends the replies, and closes.
     drop(listener);
-    let _ = stop_tx.send(true);
+    for client in state.clients.snapshot() {
+        client.request_close(CloseRequest::Shutdown);
+    }
     drop(done_tx);
     let open = state.clients.len();
     if open > 0 {
@@ -249,7 +253,6 @@ fn admit<C: Cluster>(
     socket: TcpStream,
     state: &Arc<ServerState>,
     cluster: &Arc<C>,
-    stop: &watch::Receiver<bool>,
     done: &mpsc::Sender<()>,
 ) {
     let (Ok(addr), Ok(local_addr)) = (socket.peer_addr(), socket.local_addr()) else {
@@ -280,7 +283,6 @@ fn admit<C: Cluster>(
         handle,
         Arc::clone(state),
         Arc::clone(cluster),
-        stop.clone(),
         done.clone(),
     );
     tokio::spawn(connection.run());

@@ -106,7 +106,7 @@ async fn hello_3_switches_to_resp3_and_answers_a_map() {
     client.send(&request(&[b"RESET"])).await;
     client.expect(b"+RESET\r\n").await;
     assert_eq!(client.call(&["CLIENT", "GETNAME"]).await, Frame2::Null);
-    client.call(&["HELLO", "3"]).await;
+    client.call3(&["HELLO", "3"]).await;
     // Back to RESP2.
     client.call3(&["HELLO", "2"]).await;
     client.send(&request(&[b"GET", b"missing"])).await;
@@ -289,6 +289,23 @@ async fn client_commands_list_name_and_kill() {
         "{info}"
     );
 
+    assert_eq!(text(&a.call(&["SELECT", "0"]).await), "OK");
+    assert_eq!(
+        text(&a.call(&["CLIENT", "KILL", "ID", "0"]).await),
+        "-ERR client-id should be greater than 0"
+    );
+    assert_eq!(
+        text(&a.call(&["CLIENT", "KILL", "USER", "nobody"]).await),
+        "-ERR No such user 'nobody'"
+    );
+    assert_eq!(
+        a.call(&["CLIENT", "KILL", "TYPE", "pubsub"]).await,
+        Frame2::Integer(0)
+    );
+    assert_eq!(
+        text(&a.call(&["CLIENT", "LIST", "TYPE", "bogus"]).await),
+        "-ERR Unknown client type 'bogus'"
+    );
     let kill = a.call(&["CLIENT", "KILL", "ID", &b_id.to_string()]).await;
     assert_eq!(kill, Frame2::Integer(1));
     assert_eq!(b.read_until_closed().await, b"");

@@ -16,7 +16,7 @@ use super::{
 use crate::cmd::table;
 use crate::errors;
 use crate::reply::{Protocol, Reply};
-use crate::server::{ClientHandle, REDIS_VERSION};
+use crate::server::{ClientHandle, CloseRequest, REDIS_VERSION};
 
 /// The connection family's rows.
 pub(crate) const COMMANDS: &[CommandSpec] = &[
@@ -546,7 +546,7 @@ fn client_kill<C: Cluster>(ctx: &mut Ctx<'_, C>, args: &Args) -> CommandResult {
         if client.id == me {
             ctx.conn.close_after_reply = true;
         } else {
-            client.kill();
+            client.request_close(CloseRequest::Killed);
         }
         killed += 1;
     }

@@ -2,13 +2,14 @@
 //!
 //! Owns [`ClientRegistry`] and [`ClientHandle`]: what other connections may see of a client
 //! (`CLIENT LIST`, `CLIENT INFO`, `INFO clients`) and the one thing they may do to it (`CLIENT
-//! KILL`). A connection task owns its own state (`conn::ConnState`) and mirrors here only what
+//! KILL`, and the server's shutdown). A connection task owns its own state (`conn::ConnState`) and mirrors here only what
 //! others read: its name, library, protocol, last command and last activity. The registry never
-//! reads or writes a socket; a kill only wakes the connection task, which closes itself.
+//! reads or writes a socket; a kill or shutdown only wakes the connection task, which closes
+//! itself.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -62,8 +63,8 @@ impl ClientRegistry {
             idle_since_ms: AtomicU64::new(0),
             last_command: AtomicUsize::new(0),
             details: Mutex::new(ClientDetails::default()),
-            killed: AtomicBool::new(false),
-            kill: Notify::new(),
+            close: AtomicU8::new(NO_CLOSE),
+            close_notify: Notify::new(),
         });
         clients.insert(id, Arc::clone(&handle));
         Ok(handle)
@@ -114,10 +115,24 @@ pub struct ClientHandle {
     last_command: AtomicUsize,
     /// What the client told about itself.
     details: Mutex<ClientDetails>,
-    /// Set by `CLIENT KILL`; the connection closes at its next wait.
-    killed: AtomicBool,
-    /// Wakes the connection task when killed.
-    kill: Notify,
+    /// A [`CloseRequest`] (as its `u8`) or [`NO_CLOSE`]; the connection closes at its next
+    /// wait for input.
+    close: AtomicU8,
+    /// Wakes the connection task when a close is requested.
+    close_notify: Notify,
+}
+
+/// `ClientHandle::close` when no close was requested.
+const NO_CLOSE: u8 = 0;
+
+/// Why a connection is asked to close by someone other than its client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum CloseRequest {
+    /// `CLIENT KILL` from another client.
+    Killed = 1,
+    /// The server is shutting down.
+    Shutdown = 2,
 }
 
 /// What a client told about itself, shown by `CLIENT LIST`.
@@ -168,23 +183,35 @@ impl ClientHandle {
         change(&mut self.details.lock());
     }
 
-    /// Asks the connection to close (`CLIENT KILL`).
-    pub(crate) fn kill(&self) {
-        self.killed.store(true, Ordering::Release);
-        // `notify_one` keeps a permit when the task is not waiting yet, so a kill that lands
-        // while the connection runs a command still wakes its next wait.
-        self.kill.notify_one();
+    /// Asks the connection to close (`CLIENT KILL`, shutdown). The first request wins.
+    pub(crate) fn request_close(&self, reason: CloseRequest) {
+        let _ = self.close.compare_exchange(
+            NO_CLOSE,
+            reason as u8,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        // `notify_one` keeps a permit when the task is not waiting yet, so a request that
+        // lands while the connection runs a command still wakes its next wait.
+        self.close_notify.notify_one();
     }
 
-    /// Whether `CLIENT KILL` named it.
-    pub(crate) fn is_killed(&self) -> bool {
-        self.killed.load(Ordering::Acquire)
+    /// Whether, and why, a close was requested.
+    pub(crate) fn close_requested(&self) -> Option<CloseRequest> {
+        match self.close.load(Ordering::Acquire) {
+            1 => Some(CloseRequest::Killed),
+            2 => Some(CloseRequest::Shutdown),
+            _ => None,
+        }
     }
 
-    /// Completes when the client is killed.
-    pub(crate) async fn killed(&self) {
-        while !self.is_killed() {
-            self.kill.notified().await;
+    /// Completes when a close is requested, with its reason.
+    pub(crate) async fn closing(&self) -> CloseRequest {
+        loop {
+            if let Some(reason) = self.close_requested() {
+                return reason;
+            }
+            self.close_notify.notified().await;
         }
     }
 }
@@ -217,13 +244,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn kill_wakes_a_waiter_even_if_it_comes_first() {
+    async fn a_close_request_wakes_a_later_waiter_and_the_first_reason_wins() {
         let registry = ClientRegistry::new();
         let handle = registry
             .register(addr(1), addr(6379), 7, 10)
             .expect("register");
-        handle.kill();
-        handle.killed().await;
-        assert!(handle.is_killed());
+        assert_eq!(handle.close_requested(), None);
+        handle.request_close(CloseRequest::Killed);
+        handle.request_close(CloseRequest::Shutdown);
+        assert_eq!(handle.closing().await, CloseRequest::Killed);
     }
 }
