@@ -293,3 +293,80 @@ impl DbInner {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    use crate::{Db, Options, Record, Version};
+
+    fn clocked_options(clock: &Arc<AtomicU64>) -> Options {
+        let clock = Arc::clone(clock);
+        Options::default()
+            .with_background_work(false)
+            .with_gc_grace_ms(0)
+            .with_now_ms(Arc::new(move || clock.load(Ordering::SeqCst)))
+    }
+
+    #[test]
+    fn a_table_whose_records_all_expired_is_dropped_without_a_merge() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = Arc::new(AtomicU64::new(1_000));
+        let db = Db::open(dir.path(), clocked_options(&clock)).expect("open");
+        for i in 0..100u64 {
+            let key = format!("session:{i:03}");
+            db.put(
+                key.as_bytes(),
+                Record::expiring(Version::new(1 << 16, 1), "token", 5_000),
+            )
+            .expect("put");
+        }
+        db.flush().expect("flush");
+        for i in 0..100u64 {
+            let key = format!("user:{i:03}");
+            db.put(
+                key.as_bytes(),
+                Record::value(Version::new(2 << 16, 1), "profile"),
+            )
+            .expect("put");
+        }
+        db.flush().expect("flush");
+        assert_eq!(db.stats().levels[0].tables, 2);
+
+        clock.store(6_000, Ordering::SeqCst);
+        assert!(db.inner.compact_step().expect("compaction step"));
+        let stats = db.stats();
+        assert_eq!(stats.expired_tables_dropped, 1);
+        assert_eq!(
+            stats.compaction_bytes_in, 0,
+            "the table was dropped, not read"
+        );
+        assert_eq!(stats.levels.iter().map(|l| l.tables).sum::<usize>(), 1);
+        assert!(db.get(b"session:007").expect("get").is_none());
+        assert!(db.get_record(b"session:007").expect("get").is_none());
+        assert!(db.get(b"user:007").expect("get").is_some());
+    }
+
+    #[test]
+    fn an_expired_table_that_shadows_older_data_is_not_dropped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = Arc::new(AtomicU64::new(1_000));
+        let db = Db::open(dir.path(), clocked_options(&clock)).expect("open");
+        db.put(b"k", Record::value(Version::new(1 << 16, 1), "old"))
+            .expect("put");
+        db.flush().expect("flush");
+        db.put(
+            b"k",
+            Record::expiring(Version::new(2 << 16, 1), "new", 5_000),
+        )
+        .expect("put");
+        db.flush().expect("flush");
+
+        clock.store(6_000, Ordering::SeqCst);
+        while db.inner.compact_step().expect("compaction step") {}
+        assert_eq!(db.stats().expired_tables_dropped, 0);
+        // Dropping the newer, expired version would have resurrected "old".
+        assert!(db.get(b"k").expect("get").is_none());
+    }
+}
