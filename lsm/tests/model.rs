@@ -17,7 +17,8 @@
 //! `gc_grace` exists for), the runner gives such late writes a version above the winner's.
 //!
 //! Two proptests: maintenance driven by the test (`background_work = false`) and by the
-//! engine's own threads. `PROPTEST_CASES` raises the case count.
+//! engine's own threads. `PROPTEST_CASES` raises the case count. A failing case prints as Rust
+//! source (`Case { .., ops: vec![Op::Put(ws(..)), ..] }`), ready to become a named test.
 
 mod common;
 
@@ -64,7 +65,7 @@ enum Kind {
 }
 
 /// One write as generated; the runner turns it into a record (see [`Model::resolve`]).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 struct WriteSpec {
     key: u8,
     hlc: u64,
@@ -99,11 +100,13 @@ impl BoundSpec {
 }
 
 /// One step of a test case.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 enum Op {
     Put(WriteSpec),
-    /// Delivers an earlier write again, byte for byte.
-    Redeliver(prop::sample::Index),
+    /// Delivers an earlier write again, byte for byte; which one is a fixed-point fraction of
+    /// the number delivered so far (`n / 2^64`), as `proptest::sample::Index` does, so that
+    /// cases shrink and replay the same way, and can be written down in a regression test.
+    Redeliver(usize),
     Batch(Vec<WriteSpec>),
     Get(u8),
     GetRecord(u8),
@@ -140,17 +143,91 @@ struct Case {
     ops: Vec<Op>,
 }
 
+/// A write as Rust source (see [`ws`]).
+impl fmt::Debug for WriteSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            Kind::Value => "Kind::Value".to_string(),
+            Kind::Expiring { ttl_ms } => format!("Kind::Expiring {{ ttl_ms: {ttl_ms} }}"),
+            Kind::Tombstone => "Kind::Tombstone".to_string(),
+        };
+        write!(
+            f,
+            "ws({}, {}, {}, {kind}, {})",
+            self.key, self.hlc, self.node, self.len
+        )
+    }
+}
+
+/// A bound as Rust source.
+fn bound_src(b: &BoundSpec) -> String {
+    format!("BoundSpec::{b:?}")
+}
+
+fn writes_src(writes: &[WriteSpec]) -> String {
+    let items: Vec<String> = writes.iter().map(|w| format!("{w:?}")).collect();
+    format!("vec![{}]", items.join(", "))
+}
+
+/// An operation as Rust source, so a shrunk failure pastes into a regression test.
+impl fmt::Debug for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Op::Put(w) => write!(f, "Op::Put({w:?})"),
+            Op::Redeliver(n) => write!(f, "Op::Redeliver({n})"),
+            Op::Batch(ws) => write!(f, "Op::Batch({})", writes_src(ws)),
+            Op::Get(n) => write!(f, "Op::Get({n})"),
+            Op::GetRecord(n) => write!(f, "Op::GetRecord({n})"),
+            Op::Range { start, end, all } => write!(
+                f,
+                "Op::Range {{ start: {}, end: {}, all: {all} }}",
+                bound_src(start),
+                bound_src(end)
+            ),
+            Op::Snapshot {
+                writes,
+                flush,
+                compact,
+                start,
+                end,
+            } => write!(
+                f,
+                "Op::Snapshot {{ writes: {}, flush: {flush}, compact: {compact}, start: {}, end: {} }}",
+                writes_src(writes),
+                bound_src(start),
+                bound_src(end)
+            ),
+            Op::Flush => write!(f, "Op::Flush"),
+            Op::Compact => write!(f, "Op::Compact"),
+            Op::Advance(ms) => write!(f, "Op::Advance({ms})"),
+            Op::Reopen { clean } => write!(f, "Op::Reopen {{ clean: {clean} }}"),
+        }
+    }
+}
+
+/// A case as Rust source: a shrunk failure pastes into a named regression test as is.
 impl fmt::Debug for Case {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "Case {{ gc_grace_ms: {}, block_bytes: {}, compression: {:?}, background_work: {}, ops: [",
+            "Case {{\n    gc_grace_ms: {},\n    block_bytes: {},\n    compression: Compression::{:?},\n    background_work: {},\n    ops: vec![",
             self.gc_grace_ms, self.block_bytes, self.compression, self.background_work
         )?;
         for op in &self.ops {
-            writeln!(f, "    {op:?},")?;
+            writeln!(f, "        {op:?},")?;
         }
-        write!(f, "] }}")
+        write!(f, "    ],\n}}")
+    }
+}
+
+/// A write spec, in the short form [`WriteSpec`]'s `Debug` prints.
+fn ws(key: u8, hlc: u64, node: u32, kind: Kind, len: usize) -> WriteSpec {
+    WriteSpec {
+        key,
+        hlc,
+        node,
+        kind,
+        len,
     }
 }
 
@@ -558,11 +635,13 @@ fn run(case: &Case) -> Result<(), TestCaseError> {
         let d = db.as_ref().ok_or_else(|| fail("engine handle lost"))?;
         match op {
             Op::Put(spec) => put(d, &mut model, spec, now, &ctx)?,
-            Op::Redeliver(index) => {
+            Op::Redeliver(nth) => {
                 if model.delivered.is_empty() {
                     continue;
                 }
-                let (key, version) = model.delivered[index.index(model.delivered.len())].clone();
+                let len = model.delivered.len();
+                let at = ((len as u128 * *nth as u128) >> usize::BITS) as usize;
+                let (key, version) = model.delivered[at].clone();
                 if model.shadowed_by_removable(&key, version, now) {
                     continue;
                 }
@@ -665,13 +744,8 @@ fn write_spec() -> impl Strategy<Value = WriteSpec> {
     ];
     // Mostly small values, some large enough to fill the 64 KiB memtable in a few dozen writes.
     let len = prop_oneof![7 => 0usize..200, 3 => 2_000usize..12_000];
-    (0..KEYS, 1u64..40, 0u32..3, kind, len).prop_map(|(key, hlc, node, kind, len)| WriteSpec {
-        key,
-        hlc,
-        node,
-        kind,
-        len,
-    })
+    (0..KEYS, 1u64..40, 0u32..3, kind, len)
+        .prop_map(|(key, hlc, node, kind, len)| ws(key, hlc, node, kind, len))
 }
 
 fn bound_spec() -> impl Strategy<Value = BoundSpec> {
@@ -685,7 +759,7 @@ fn bound_spec() -> impl Strategy<Value = BoundSpec> {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         40 => write_spec().prop_map(Op::Put),
-        4 => any::<prop::sample::Index>().prop_map(Op::Redeliver),
+        4 => any::<usize>().prop_map(Op::Redeliver),
         5 => prop::collection::vec(write_spec(), 1..8).prop_map(Op::Batch),
         8 => (0..KEYS).prop_map(Op::Get),
         8 => (0..KEYS).prop_map(Op::GetRecord),
@@ -766,13 +840,7 @@ proptest! {
 /// a tombstone over an older value must hide it through flush, compaction and reopen.
 #[test]
 fn tombstone_hides_older_value_through_maintenance() {
-    let spec = |hlc, kind| WriteSpec {
-        key: 7,
-        hlc,
-        node: 0,
-        kind,
-        len: 16,
-    };
+    let spec = |hlc, kind| ws(7, hlc, 0, kind, 16);
     for gc_grace_ms in [HUGE_GRACE_MS, 0] {
         let case = Case {
             gc_grace_ms,

@@ -29,6 +29,11 @@ impl DbInner {
     /// Runs one step of background compaction. Returns whether there was anything to do.
     pub(crate) fn compact_step(&self) -> Result<bool> {
         let _compacting = self.compaction_lock.lock();
+        // "Now" is read before the view: a late, old write the view misses then arrived after
+        // `now`, when the winner hiding it was already past `gc_grace` (the contract allows
+        // that to resurrect). Read after the view, it could be missing from the purge floor
+        // while the winner is dropped.
+        let now = (self.opts.now_ms)();
         let view = self.view();
         let metas = view.tables.metas();
         let busy = HashSet::new();
@@ -37,14 +42,16 @@ impl DbInner {
             busy: &busy,
             memtable_min_hlc: view.memtable_min_hlc(),
         };
-        let choice = choose(&levels, &self.opts, (self.opts.now_ms)());
+        let choice = choose(&levels, &self.opts, now);
         drop(view);
-        self.execute(choice)
+        self.execute(choice, now)
     }
 
     /// Merges every table into the bottom level.
     pub(crate) fn compact_full(&self) -> Result<()> {
         let _compacting = self.compaction_lock.lock();
+        // Read before the view, for the reason `compact_step` gives.
+        let now = (self.opts.now_ms)();
         let view = self.view();
         let metas = view.tables.metas();
         let busy = HashSet::new();
@@ -55,11 +62,11 @@ impl DbInner {
         };
         let choice = choose_full(&levels, &self.opts);
         drop(view);
-        self.execute(choice)?;
+        self.execute(choice, now)?;
         Ok(())
     }
 
-    fn execute(&self, choice: Choice) -> Result<bool> {
+    fn execute(&self, choice: Choice, now_ms: u64) -> Result<bool> {
         match choice {
             Choice::DoNothing => Ok(false),
             Choice::Drop { tables } => {
@@ -107,7 +114,7 @@ impl DbInner {
                 bottommost,
                 purge_floor,
             } => {
-                self.merge(&inputs, output_level, bottommost, purge_floor)?;
+                self.merge(&inputs, output_level, bottommost, purge_floor, now_ms)?;
                 Counters::incr(&self.counters.compactions);
                 Ok(true)
             }
@@ -120,6 +127,7 @@ impl DbInner {
         output_level: usize,
         bottommost: bool,
         purge_floor: Option<crate::record::Version>,
+        now_ms: u64,
     ) -> Result<()> {
         let view = self.view();
         let mut children: Vec<Box<dyn EntryIter>> = Vec::new();
@@ -159,7 +167,7 @@ impl DbInner {
             // Snapshots pin the tables they read, so compaction output never serves them and
             // only each key's winner needs to survive.
             u64::MAX,
-            (self.opts.now_ms)(),
+            now_ms,
             self.opts.gc_grace_ms,
             bottommost,
         )
