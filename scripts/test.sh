@@ -79,8 +79,9 @@ check_not_in_tree() {
 }
 
 ensure_rust_toolchain
-# System packages the tests need, as binary:package pairs (none yet).
-ensure_system_packages
+# System packages the tests need, as binary:package pairs: redis-cli for tests/node_process.rs,
+# redis-server (the reference) for redis-compat-tests/, redis-benchmark for benches/.
+ensure_system_packages redis-server:redis-server redis-cli:redis-tools redis-benchmark:redis-tools
 
 cargo --version
 
@@ -98,14 +99,53 @@ if workspace_has_package ringkv-cluster; then
     check_not_in_tree ringkv-cluster redis-protocol ringkv-resp
 fi
 
+# Doctests first: CI reads the last runner's closing lines, and the doctest run of a crate
+# without doctests closes on "0 passed".
+step "cargo test --workspace --doc"
+cargo test --workspace --doc
 if cargo nextest --version >/dev/null 2>&1; then
     step "cargo nextest run --workspace"
     cargo nextest run --workspace --no-fail-fast
-    step "cargo test --workspace --doc"
-    cargo test --workspace --doc
 else
-    step "cargo test --workspace"
-    cargo test --workspace --no-fail-fast
+    step "cargo test --workspace --lib --bins --tests"
+    cargo test --workspace --lib --bins --tests --no-fail-fast
 fi
+
+# redis-compat-tests/: the same commands to ringkv and to a real redis-server, through pytest
+# and redis-py, in a venv of its own under the target directory. They run against the debug
+# binary the cargo step above built for tests/ (named explicitly, so a stale release build is
+# never picked; `cargo build` here would rebuild it with other tokio features, for a minute).
+# Any non-zero pytest exit fails, including 5 (no tests collected): there must be tests.
+compat_venv=${CARGO_TARGET_DIR:-target}/redis-compat-venv
+ensure_compat_venv() {
+    if [[ -x $compat_venv/bin/python ]] &&
+        "$compat_venv/bin/python" -c 'import redis, pytest' >/dev/null 2>&1; then
+        return 0
+    fi
+    rm -rf "$compat_venv"
+    mkdir -p "$(dirname "$compat_venv")"
+    if ! python3 -m venv "$compat_venv" >/dev/null 2>&1; then
+        # Debian's python3 needs python3-venv (ensurepip) to create a venv.
+        rm -rf "$compat_venv"
+        step "installing system packages: python3-venv"
+        local sudo=()
+        if [[ $(id -u) -ne 0 ]]; then
+            sudo=(sudo)
+        fi
+        "${sudo[@]}" apt-get update
+        DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y --no-install-recommends python3-venv
+        python3 -m venv "$compat_venv"
+    fi
+    "$compat_venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+        'redis==8.1.0' 'pytest==9.2.0'
+}
+step "pytest redis-compat-tests/ (parity with redis-server)"
+ensure_compat_venv
+ringkv_debug_bin=${CARGO_TARGET_DIR:-target}/debug/ringkv
+if [[ ! -x $ringkv_debug_bin ]]; then
+    cargo build -p ringkv
+fi
+RINGKV_BIN=$(realpath "$ringkv_debug_bin") \
+    "$compat_venv/bin/python" -m pytest -p no:cacheprovider -q redis-compat-tests/
 
 step "all checks passed"
