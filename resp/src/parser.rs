@@ -26,7 +26,7 @@
 
 mod inline;
 mod limits;
-mod number;
+pub(crate) mod number;
 #[cfg(test)]
 mod tests;
 

@@ -28,6 +28,21 @@ use std::ops::Bound;
 impl DbInner {
     /// Runs one step of background compaction. Returns whether there was anything to do.
     pub(crate) fn compact_step(&self) -> Result<bool> {
+        self.decide_and_execute(choose)
+    }
+
+    /// Merges every table into the bottom level.
+    pub(crate) fn compact_full(&self) -> Result<()> {
+        self.decide_and_execute(|levels, opts, _| choose_full(levels, opts))?;
+        Ok(())
+    }
+
+    /// Asks `decide` what to do with the current tables, then does it, under the compaction
+    /// lock.
+    fn decide_and_execute(
+        &self,
+        decide: impl FnOnce(&LevelsView<'_>, &crate::options::Options, u64) -> Choice,
+    ) -> Result<bool> {
         let _compacting = self.compaction_lock.lock();
         // "Now" is read before the view: a late, old write the view misses then arrived after
         // `now`, when the winner hiding it was already past `gc_grace` (the contract allows
@@ -42,28 +57,9 @@ impl DbInner {
             busy: &busy,
             memtable_min_hlc: view.memtable_min_hlc(),
         };
-        let choice = choose(&levels, &self.opts, now);
+        let choice = decide(&levels, &self.opts, now);
         drop(view);
         self.execute(choice, now)
-    }
-
-    /// Merges every table into the bottom level.
-    pub(crate) fn compact_full(&self) -> Result<()> {
-        let _compacting = self.compaction_lock.lock();
-        // Read before the view, for the reason `compact_step` gives.
-        let now = (self.opts.now_ms)();
-        let view = self.view();
-        let metas = view.tables.metas();
-        let busy = HashSet::new();
-        let levels = LevelsView {
-            levels: &metas,
-            busy: &busy,
-            memtable_min_hlc: view.memtable_min_hlc(),
-        };
-        let choice = choose_full(&levels, &self.opts);
-        drop(view);
-        self.execute(choice, now)?;
-        Ok(())
     }
 
     fn execute(&self, choice: Choice, now_ms: u64) -> Result<bool> {

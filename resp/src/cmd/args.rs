@@ -44,42 +44,11 @@ pub(crate) fn is(arg: &[u8], option: &str) -> bool {
     arg.eq_ignore_ascii_case(option.as_bytes())
 }
 
-/// Longest text `string2ll` accepts is `LONG_STR_SIZE - 1` bytes.
-const LONG_STR_SIZE: usize = 21;
-
 /// Redis's `string2ll`: an optional `-`, then digits with no leading zero (except `0` itself),
-/// nothing else (no `+`, no spaces), within `i64`.
+/// nothing else (no `+`, no spaces), within `i64`. The request parser's length lines use the
+/// same rule, so both share one implementation.
 pub(crate) fn parse_i64_strict(text: &[u8]) -> Option<i64> {
-    if text.is_empty() || text.len() >= LONG_STR_SIZE {
-        return None;
-    }
-    if text == b"0" {
-        return Some(0);
-    }
-    let (negative, digits) = match text.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, text),
-    };
-    match digits.first() {
-        Some(b'1'..=b'9') => {}
-        _ => return None,
-    }
-    let mut value: u64 = 0;
-    for &byte in digits {
-        if !byte.is_ascii_digit() {
-            return None;
-        }
-        value = value.checked_mul(10)?.checked_add(u64::from(byte - b'0'))?;
-    }
-    if negative {
-        if value > i64::MAX as u64 + 1 {
-            return None;
-        }
-        // `value` is at most 2^63 here, whose negation is exactly `i64::MIN`.
-        Some((value as i128).wrapping_neg() as i64)
-    } else {
-        i64::try_from(value).ok()
-    }
+    crate::parser::number::parse_i64(text)
 }
 
 /// An integer argument, or Redis's `value is not an integer or out of range`.

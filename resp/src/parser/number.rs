@@ -11,7 +11,7 @@ const MAX_DIGITS_WITH_SIGN: usize = 20;
 /// Parses a decimal `i64` the way Redis's `string2ll` does: an optional `-`, then either a lone
 /// `0` or a digit 1-9 followed by digits. No `+`, no spaces, no leading zeros, no `-0`, nothing
 /// after the digits, and the value must fit in an `i64`. Returns `None` for anything else.
-pub(super) fn parse_i64(text: &[u8]) -> Option<i64> {
+pub(crate) fn parse_i64(text: &[u8]) -> Option<i64> {
     if text.is_empty() || text.len() > MAX_DIGITS_WITH_SIGN {
         return None;
     }
