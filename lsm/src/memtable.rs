@@ -15,13 +15,109 @@ use crossbeam_skiplist::SkipMap;
 
 use crate::error::Result;
 use crate::iter::EntryIter;
-use crate::record::{Entry, InternalKey, Version};
+use crate::record::{compare_internal, Entry, InternalKey, Version};
+
+/// User keys up to this many bytes are stored inside the skiplist node.
+const INLINE_KEY_BYTES: usize = 30;
+
+/// A user key as the skiplist stores it: short keys inline, so a search compares bytes that
+/// sit in the node it already loaded instead of chasing a pointer to the heap for every
+/// comparison (profiled: memtable searches dominated point reads), and a lookup builds its
+/// search key without allocating.
+#[derive(Clone, Debug)]
+enum KeyBytes {
+    Inline {
+        len: u8,
+        buf: [u8; INLINE_KEY_BYTES],
+    },
+    Heap(Bytes),
+}
+
+impl KeyBytes {
+    fn new(key: &[u8]) -> Self {
+        if key.len() <= INLINE_KEY_BYTES {
+            let mut buf = [0u8; INLINE_KEY_BYTES];
+            buf[..key.len()].copy_from_slice(key);
+            KeyBytes::Inline {
+                len: key.len() as u8,
+                buf,
+            }
+        } else {
+            KeyBytes::Heap(Bytes::copy_from_slice(key))
+        }
+    }
+
+    /// Keeps a long key's buffer instead of copying it.
+    fn from_bytes(key: Bytes) -> Self {
+        if key.len() <= INLINE_KEY_BYTES {
+            Self::new(&key)
+        } else {
+            KeyBytes::Heap(key)
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            KeyBytes::Inline { len, buf } => &buf[..usize::from(*len)],
+            KeyBytes::Heap(b) => b,
+        }
+    }
+
+    fn to_bytes(&self) -> Bytes {
+        match self {
+            KeyBytes::Inline { .. } => Bytes::copy_from_slice(self.as_slice()),
+            KeyBytes::Heap(b) => b.clone(),
+        }
+    }
+}
+
+/// The skiplist's key: ordered exactly as [`InternalKey`] (user key ascending, version
+/// descending).
+#[derive(Clone, Debug)]
+struct MemKey {
+    user_key: KeyBytes,
+    version: Version,
+}
+
+impl MemKey {
+    fn seek_first(user_key: &[u8]) -> Self {
+        MemKey {
+            user_key: KeyBytes::new(user_key),
+            version: Version::new(u64::MAX, u32::MAX),
+        }
+    }
+}
+
+impl PartialEq for MemKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for MemKey {}
+
+impl Ord for MemKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        compare_internal(
+            self.user_key.as_slice(),
+            self.version,
+            other.user_key.as_slice(),
+            other.version,
+        )
+    }
+}
+
+impl PartialOrd for MemKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 /// A sorted, concurrent write buffer.
 pub(crate) struct Memtable {
     /// Id of the WAL segment holding this memtable's writes.
     wal_segment: u64,
-    map: SkipMap<InternalKey, Entry>,
+    map: SkipMap<MemKey, Entry>,
     approximate_bytes: AtomicUsize,
     min_hlc: AtomicU64,
     max_seqno: AtomicU64,
@@ -49,7 +145,13 @@ impl Memtable {
         let size = key.user_key.len() + Version::ENCODED_LEN + entry.approximate_size() + 32;
         let hlc = key.version.hlc;
         let seqno = entry.seqno;
-        self.map.get_or_insert(key, entry);
+        self.map.get_or_insert(
+            MemKey {
+                user_key: KeyBytes::from_bytes(key.user_key),
+                version: key.version,
+            },
+            entry,
+        );
         self.approximate_bytes.fetch_add(size, Ordering::Relaxed);
         self.min_hlc.fetch_min(hlc, Ordering::Relaxed);
         self.max_seqno.fetch_max(seqno, Ordering::Relaxed);
@@ -57,9 +159,9 @@ impl Memtable {
 
     /// The highest version of `user_key` visible at `snapshot_seqno`, if any.
     pub(crate) fn get(&self, user_key: &[u8], snapshot_seqno: u64) -> Option<(Version, Entry)> {
-        let start = InternalKey::seek_first(user_key);
+        let start = MemKey::seek_first(user_key);
         for e in self.map.range(start..) {
-            if e.key().user_key.as_ref() != user_key {
+            if e.key().user_key.as_slice() != user_key {
                 break;
             }
             if e.value().seqno <= snapshot_seqno {
@@ -93,13 +195,13 @@ impl Memtable {
     pub(crate) fn iter(self: &Arc<Self>, start: Bound<&[u8]>) -> MemtableIter {
         let start = match start {
             Bound::Unbounded => Bound::Unbounded,
-            Bound::Included(k) => Bound::Included(InternalKey::seek_first(k)),
+            Bound::Included(k) => Bound::Included(MemKey::seek_first(k)),
             // Every version of `k` sorts at or after `seek_first(k)`; skip them all by seeking
             // to the first version of the smallest key after `k`.
             Bound::Excluded(k) => {
                 let mut next = k.to_vec();
                 next.push(0);
-                Bound::Included(InternalKey::seek_first(&next))
+                Bound::Included(MemKey::seek_first(&next))
             }
         };
         let mut iter = MemtableIter {
@@ -118,7 +220,7 @@ pub(crate) struct MemtableIter {
     table: Arc<Memtable>,
     buffer: VecDeque<(Bytes, Version, Entry)>,
     /// Where the next refill starts.
-    resume: Bound<InternalKey>,
+    resume: Bound<MemKey>,
 }
 
 const REFILL_ENTRIES: usize = 64;
@@ -129,14 +231,20 @@ impl MemtableIter {
         for e in self
             .table
             .map
-            .range::<InternalKey, _>(range)
+            .range::<MemKey, _>(range)
             .take(REFILL_ENTRIES)
         {
-            self.buffer
-                .push_back((e.key().user_key.clone(), e.key().version, e.value().clone()));
+            self.buffer.push_back((
+                e.key().user_key.to_bytes(),
+                e.key().version,
+                e.value().clone(),
+            ));
         }
         if let Some((k, v, _)) = self.buffer.back() {
-            self.resume = Bound::Excluded(InternalKey::new(k.clone(), *v));
+            self.resume = Bound::Excluded(MemKey {
+                user_key: KeyBytes::new(k),
+                version: *v,
+            });
         }
     }
 }
@@ -181,6 +289,30 @@ mod tests {
         assert!(m.get(b"k", 0).is_none());
         assert!(m.get(b"kk", u64::MAX).is_none());
         assert_eq!((m.min_hlc(), m.max_seqno()), (3, 3));
+    }
+
+    #[test]
+    fn short_and_long_keys_interleave_in_byte_order() {
+        let m = Arc::new(Memtable::new(1));
+        let long_a = format!("b{}", "a".repeat(INLINE_KEY_BYTES));
+        let long_z = format!("b{}", "z".repeat(INLINE_KEY_BYTES));
+        for key in ["c", &long_z, "a", &long_a, "b", "bb"] {
+            put(&m, key, 1, 1, key);
+        }
+        let mut it = m.iter(Bound::Unbounded);
+        let mut seen = Vec::new();
+        while let Some((k, _, e)) = it.current() {
+            assert_eq!(e.value.as_deref(), Some(k));
+            seen.push(String::from_utf8_lossy(k).to_string());
+            it.advance().expect("memtable iteration does not fail");
+        }
+        let mut want = vec!["c", &long_z, "a", &long_a, "b", "bb"];
+        want.sort_unstable();
+        assert_eq!(seen, want);
+        assert!(m.get(long_a.as_bytes(), u64::MAX).is_some());
+        assert!(m
+            .get(&long_a.as_bytes()[..INLINE_KEY_BYTES], u64::MAX)
+            .is_none());
     }
 
     #[test]

@@ -132,6 +132,7 @@ impl InternalKey {
     }
 
     /// The smallest internal key for `user_key`: sorts before every version of it.
+    #[cfg(test)]
     pub fn seek_first(user_key: &[u8]) -> Self {
         Self {
             user_key: Bytes::copy_from_slice(user_key),
