@@ -66,6 +66,32 @@ pub struct CommandSpec {
     pub family: Family,
 }
 
+impl CommandSpec {
+    /// A row; the family files wrap this in a short `row` with their family and group.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) const fn new(
+        family: Family,
+        group: &'static str,
+        name: &'static str,
+        arity: i32,
+        flags: &'static [&'static str],
+        (first_key, last_key, key_step): (i32, i32, i32),
+        summary: &'static str,
+    ) -> CommandSpec {
+        CommandSpec {
+            name,
+            arity,
+            flags,
+            first_key,
+            last_key,
+            key_step,
+            group,
+            summary,
+            family,
+        }
+    }
+}
+
 /// A handler's failure, turned into an error reply by `reply.rs` (the one place texts live,
 /// in `errors.rs`, byte-for-byte Redis's).
 #[derive(Debug, thiserror::Error)]

@@ -154,7 +154,12 @@ impl DbInner {
         queue.last_group_writers = group.len();
         drop(queue);
 
-        let slots: Vec<Arc<Slot>> = group.iter().map(|w| Arc::clone(&w.slot)).collect();
+        let mut handover = Handover {
+            db: self,
+            own: Arc::clone(own),
+            slots: group.iter().map(|w| Arc::clone(&w.slot)).collect(),
+            outcome: Some("the write leader panicked before committing".to_string()),
+        };
         let records: Vec<(Bytes, Record)> = if group.len() == 1 {
             std::mem::take(&mut group[0].records)
         } else {
@@ -171,17 +176,8 @@ impl DbInner {
                 Ok(())
             }
         });
-        let outcome = result.as_ref().err().map(|e| e.to_string());
-        for slot in slots.iter().filter(|s| !Arc::ptr_eq(s, own)) {
-            slot.set(SlotState::Done(outcome.clone()));
-        }
-
-        let mut queue = self.write_queue.state.lock();
-        match queue.pending.first() {
-            Some(next) => next.slot.set(SlotState::Lead),
-            None => queue.leading = false,
-        }
-        drop(queue);
+        handover.outcome = result.as_ref().err().map(|e| e.to_string());
+        drop(handover);
         result
     }
 
@@ -308,6 +304,30 @@ impl DbInner {
             }
         });
         Ok(())
+    }
+}
+
+/// Finishes a leader's turn when dropped: tells the group its outcome and hands the lead to
+/// the next queued writer. Being a drop guard, it also runs if the leader panics, so followers
+/// get an error instead of waiting forever.
+struct Handover<'a> {
+    db: &'a DbInner,
+    own: Arc<Slot>,
+    slots: Vec<Arc<Slot>>,
+    /// `None` once the group is committed; the failure otherwise.
+    outcome: Option<String>,
+}
+
+impl Drop for Handover<'_> {
+    fn drop(&mut self) {
+        for slot in self.slots.iter().filter(|s| !Arc::ptr_eq(s, &self.own)) {
+            slot.set(SlotState::Done(self.outcome.clone()));
+        }
+        let mut queue = self.db.write_queue.state.lock();
+        match queue.pending.first() {
+            Some(next) => next.slot.set(SlotState::Lead),
+            None => queue.leading = false,
+        }
     }
 }
 

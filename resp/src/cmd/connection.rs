@@ -99,17 +99,15 @@ const fn row(
     flags: &'static [&'static str],
     summary: &'static str,
 ) -> CommandSpec {
-    CommandSpec {
+    CommandSpec::new(
+        Family::Connection,
+        "connection",
         name,
         arity,
         flags,
-        first_key: 0,
-        last_key: 0,
-        key_step: 0,
-        group: "connection",
+        (0, 0, 0),
         summary,
-        family: Family::Connection,
-    }
+    )
 }
 
 /// Runs a connection command.

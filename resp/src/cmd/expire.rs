@@ -24,17 +24,15 @@ const fn row(
     flags: &'static [&'static str],
     summary: &'static str,
 ) -> CommandSpec {
-    CommandSpec {
+    CommandSpec::new(
+        Family::Expire,
+        "generic",
         name,
         arity,
         flags,
-        first_key: 1,
-        last_key: 1,
-        key_step: 1,
-        group: "generic",
+        (1, 1, 1),
         summary,
-        family: Family::Expire,
-    }
+    )
 }
 
 /// The expiry family's rows, as Redis 7's `COMMAND INFO` / `COMMAND DOCS` give them.

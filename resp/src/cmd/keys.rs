@@ -34,17 +34,7 @@ const fn row(
     keys: (i32, i32, i32),
     summary: &'static str,
 ) -> CommandSpec {
-    CommandSpec {
-        name,
-        arity,
-        flags,
-        first_key: keys.0,
-        last_key: keys.1,
-        key_step: keys.2,
-        group: "generic",
-        summary,
-        family: Family::Keys,
-    }
+    CommandSpec::new(Family::Keys, "generic", name, arity, flags, keys, summary)
 }
 
 /// The keyspace family's rows, as Redis 7's `COMMAND INFO` / `COMMAND DOCS` give them.

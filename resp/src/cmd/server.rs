@@ -93,17 +93,15 @@ const fn row(
     group: &'static str,
     summary: &'static str,
 ) -> CommandSpec {
-    CommandSpec {
+    CommandSpec::new(
+        Family::Server,
+        group,
         name,
         arity,
         flags,
-        first_key: 0,
-        last_key: 0,
-        key_step: 0,
-        group,
+        (0, 0, 0),
         summary,
-        family: Family::Server,
-    }
+    )
 }
 
 /// Runs a server command.

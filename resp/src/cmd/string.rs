@@ -36,17 +36,7 @@ const fn row(
     group: &'static str,
     summary: &'static str,
 ) -> CommandSpec {
-    CommandSpec {
-        name,
-        arity,
-        flags,
-        first_key: keys.0,
-        last_key: keys.1,
-        key_step: keys.2,
-        group,
-        summary,
-        family: Family::String,
-    }
+    CommandSpec::new(Family::String, group, name, arity, flags, keys, summary)
 }
 
 const READ_FAST: &[&str] = &["readonly", "fast"];
