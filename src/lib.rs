@@ -72,11 +72,17 @@ pub async fn run(
         },
     };
     let engine = ringkv_lsm::Options::default().with_fsync(fsync);
-    let cluster = Arc::new(
-        LocalCluster::open(ClusterConfig::new(&config.data_dir, &node_id).with_engine(engine))
-            .map_err(NodeError::Open)?,
-    );
     let local_addr = listener.local_addr().ok();
+    let announced =
+        local_addr.unwrap_or_else(|| std::net::SocketAddr::new(config.bind, config.port));
+    let cluster = Arc::new(
+        LocalCluster::open(
+            ClusterConfig::new(&config.data_dir, &node_id)
+                .with_engine(engine)
+                .with_client_addr(announced),
+        )
+        .map_err(NodeError::Open)?,
+    );
     info!(
         node_id = %node_id,
         addr = ?local_addr,

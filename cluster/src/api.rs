@@ -8,7 +8,9 @@
 
 use std::fmt;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::ops::Bound;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -235,6 +237,64 @@ pub trait Cluster: Send + Sync + 'static {
     /// Facts for `INFO` and `CLUSTER INFO`: node id, replication factor, key count estimate,
     /// engine figures.
     fn info(&self) -> ClusterInfo;
+
+    /// The ring as this node sees it now: members and each slot range's replicas, for
+    /// `CLUSTER SLOTS|SHARDS|NODES|INFO`, `INFO cluster` and `ringkv status`.
+    fn topology(&self) -> Arc<Topology>;
+}
+
+/// The ring as one node sees it: plain data for cluster-aware clients and operators.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Topology {
+    /// Every known node, sorted by id.
+    pub nodes: Vec<TopologyNode>,
+    /// Index of the answering node in `nodes`.
+    pub myself: usize,
+    /// Slot ranges in slot order, covering `0..16384` without gaps when the ring has nodes;
+    /// adjacent slots with the same replicas are merged into one range.
+    pub ranges: Vec<SlotRange>,
+    /// Replicas per slot (all datacenters together).
+    pub replication_factor: usize,
+    /// Grows whenever this node's view of the ring changes (Redis's `cluster_current_epoch`).
+    pub epoch: u64,
+}
+
+/// One node of a [`Topology`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct TopologyNode {
+    /// The node id.
+    pub id: String,
+    /// Where Redis clients reach it.
+    pub client_addr: SocketAddr,
+    /// Its bus (internal protocol and gossip) port.
+    pub bus_port: u16,
+    /// Datacenter.
+    pub dc: String,
+    /// Rack.
+    pub rack: String,
+    /// Whether the failure detector believes it up.
+    pub alive: bool,
+    /// Its ring status (`normal`, `joining`, `leaving`, `left`).
+    pub status: &'static str,
+    /// Bytes of data on its disk, as last published (0 when unknown).
+    pub load_bytes: u64,
+    /// Slots whose first replica it is.
+    pub primary_slots: u32,
+    /// Share of all slots it holds a replica of, 0.0..=1.0 (`nodetool status`'s "Owns
+    /// (effective)": with replication factor 3 on 3 nodes, 1.0 each).
+    pub ownership: f64,
+}
+
+/// A run of slots with the same replicas.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlotRange {
+    /// First slot.
+    pub start: u16,
+    /// Last slot, inclusive.
+    pub end: u16,
+    /// Indices into [`Topology::nodes`]: the replicas in ring order, the first one the
+    /// slot's owner ("master" to Redis Cluster clients).
+    pub replicas: Vec<usize>,
 }
 
 /// Figures the front end shows in `INFO`.

@@ -29,13 +29,16 @@ pub mod scan;
 mod tests;
 mod write;
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use ringkv_lsm::{Db, FsyncMode};
 
-use crate::api::{Cluster, ClusterInfo, Consistency, Request, Response};
+use crate::api::{
+    Cluster, ClusterInfo, Consistency, Request, Response, SlotRange, Topology, TopologyNode,
+};
 use crate::clock::Clock;
 use crate::error::ClusterError;
 use crate::hlc::Hlc;
@@ -79,6 +82,8 @@ pub(crate) struct Inner<S> {
     pub(crate) scans: Mutex<ScanTable>,
     pub(crate) rng: SeededRng,
     node_id: String,
+    /// The ring of this one node, for cluster-aware clients.
+    topology: Arc<Topology>,
     /// Whether a write may wait on an fsync (decides whether writes leave the runtime).
     writes_may_block: bool,
     shutting_down: AtomicBool,
@@ -95,6 +100,8 @@ pub struct LocalParams {
     pub writes_may_block: bool,
     /// Seed of the random choices.
     pub seed: u64,
+    /// Where Redis clients reach this node.
+    pub client_addr: SocketAddr,
 }
 
 impl LocalCluster<Db> {
@@ -122,6 +129,7 @@ impl LocalCluster<Db> {
                 clock,
                 writes_may_block,
                 seed,
+                client_addr: config.client_addr,
             },
         ))
     }
@@ -139,6 +147,7 @@ impl<S: Storage> LocalCluster<S> {
                 locks: KeyLocks::new(),
                 scans: Mutex::new(ScanTable::new(MAX_SCAN_HANDLES, MAX_SCAN_KEY_BYTES)),
                 rng: SeededRng::new(params.seed),
+                topology: Arc::new(single_node_topology(&params.node_id, params.client_addr)),
                 node_id: params.node_id,
                 writes_may_block: params.writes_may_block,
                 shutting_down: AtomicBool::new(false),
@@ -260,6 +269,10 @@ impl<S: Storage> Cluster for LocalCluster<S> {
         self.inner.clock.now_ms()
     }
 
+    fn topology(&self) -> Arc<Topology> {
+        Arc::clone(&self.inner.topology)
+    }
+
     fn info(&self) -> ClusterInfo {
         ClusterInfo {
             node_id: self.inner.node_id.clone(),
@@ -267,5 +280,31 @@ impl<S: Storage> Cluster for LocalCluster<S> {
             nodes: 1,
             engine: self.inner.storage.stats(),
         }
+    }
+}
+
+/// The ring of a cluster of one: this node holds every slot.
+fn single_node_topology(node_id: &str, client_addr: SocketAddr) -> Topology {
+    Topology {
+        nodes: vec![TopologyNode {
+            id: node_id.to_string(),
+            client_addr,
+            bus_port: client_addr.port().wrapping_add(10_000),
+            dc: "dc1".to_string(),
+            rack: "rack1".to_string(),
+            alive: true,
+            status: "normal",
+            load_bytes: 0,
+            primary_slots: u32::from(SLOTS),
+            ownership: 1.0,
+        }],
+        myself: 0,
+        ranges: vec![SlotRange {
+            start: 0,
+            end: SLOTS - 1,
+            replicas: vec![0],
+        }],
+        replication_factor: REPLICATION_FACTOR,
+        epoch: 1,
     }
 }

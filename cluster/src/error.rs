@@ -46,6 +46,16 @@ pub enum ClusterError {
     /// The node is shutting down.
     #[error("the node is shutting down")]
     ShuttingDown,
+    /// A request that must be atomic (conditional writes: `MSETNX`, `RENAME`, `COPY`) spans
+    /// several slots of a multi-node ring, as Redis Cluster refuses it.
+    #[error("keys in request don't hash to the same slot")]
+    CrossSlot,
+    /// The ring has no node owning the slot yet (the cluster is still forming).
+    #[error("the ring has no replicas for slot {slot} yet")]
+    NoReplicas {
+        /// The slot.
+        slot: u16,
+    },
 }
 
 fn format_errors(errors: &[String]) -> String {

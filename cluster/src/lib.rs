@@ -17,6 +17,8 @@
 //! - [`node_id`]: a node's 32-bit number, the versions' tie-break.
 //! - [`storage`]: the [`Storage`] trait the coordinator needs, its key encoding, and its
 //!   implementation for `ringkv_lsm::Db`.
+//! - [`view`]: what a node knows of the members ([`view::Member`], [`view::View`]).
+//! - [`rpc`]: the messages nodes send each other; [`transport`]: the seam that carries them.
 //! - [`coordinator`]: [`LocalCluster`], the cluster of one node with replication factor 1
 //!   (the path the multi-node cluster extends), configured by [`ClusterConfig`].
 //!
@@ -34,12 +36,15 @@ pub mod coordinator;
 pub mod error;
 pub mod hlc;
 pub mod node_id;
+pub mod rpc;
 pub mod slot;
 pub mod storage;
+pub mod transport;
+pub mod view;
 
 pub use api::{
-    Cluster, ClusterInfo, Condition, Consistency, Level, Request, Response, ScanCursor,
-    StoredValue, Version, Write,
+    Cluster, ClusterInfo, Condition, Consistency, Level, Request, Response, ScanCursor, SlotRange,
+    StoredValue, Topology, TopologyNode, Version, Write,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use coordinator::{ClusterConfig, LocalCluster, LocalParams};

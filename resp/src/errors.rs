@@ -16,6 +16,8 @@ use bytes::Bytes;
 
 /// `shared.syntaxerr`.
 pub const SYNTAX: &str = "ERR syntax error";
+/// A multi-key request whose keys span slots of a multi-node ring (Redis Cluster's text).
+pub const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
 /// `shared.noautherr`: a command other than AUTH/HELLO/QUIT/RESET before authenticating.
 pub const NOAUTH: &str = "NOAUTH Authentication required.";
 /// `addAuthErrReply`: a wrong user name or password.

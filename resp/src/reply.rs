@@ -172,6 +172,7 @@ impl Reply {
             ClusterError::Storage(ringkv_lsm::Error::KeyTooLarge { max, .. }) => {
                 errors::key_too_large(*max)
             }
+            ClusterError::CrossSlot => errors::CROSSSLOT.to_string(),
             other => format!("ERR {other}"),
         };
         Reply::Error(Bytes::from(text))

@@ -4,6 +4,7 @@
 //! only reads it. Must never read the environment or files itself.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -25,6 +26,8 @@ pub struct ClusterConfig {
     /// Seed of the coordinator's random choices (`RANDOMKEY`, scan handles); `None` seeds from
     /// the clock and the node id.
     pub seed: Option<u64>,
+    /// Where Redis clients reach this node (announced to cluster-aware clients).
+    pub client_addr: SocketAddr,
 }
 
 impl ClusterConfig {
@@ -37,7 +40,14 @@ impl ClusterConfig {
             engine: ringkv_lsm::Options::default(),
             clock: Arc::new(SystemClock),
             seed: None,
+            client_addr: SocketAddr::from(([127, 0, 0, 1], 6379)),
         }
+    }
+
+    /// Sets the address announced to clients.
+    pub fn with_client_addr(mut self, client_addr: SocketAddr) -> Self {
+        self.client_addr = client_addr;
+        self
     }
 
     /// Sets the engine options.
@@ -66,6 +76,7 @@ impl fmt::Debug for ClusterConfig {
             .field("node_id", &self.node_id)
             .field("engine", &self.engine)
             .field("seed", &self.seed)
+            .field("client_addr", &self.client_addr)
             .finish_non_exhaustive()
     }
 }

@@ -1,0 +1,76 @@
+//! The seam between the cluster logic and the network.
+//!
+//! Owns the [`Transport`] trait (send a [`PeerRequest`] to a peer, get its [`PeerResponse`]
+//! or a [`TransportError`] by a deadline), the [`Handler`] trait (what a node runs for each
+//! request it receives) and [`Peer`]. Production uses the TCP implementation on the bus port;
+//! the coordinator's tests use the in-process simulated network, which can drop, delay,
+//! duplicate and partition messages. Must never interpret a request: handlers do.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::rpc::{PeerRequest, PeerResponse, Stamped};
+
+/// A peer to call: its node number (who it is) and bus address (where it listens).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Peer {
+    /// The peer's node number.
+    pub number: u32,
+    /// The peer's bus address.
+    pub addr: SocketAddr,
+}
+
+/// Why a call to a peer produced no response.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    /// No response by the deadline.
+    #[error("no response within {0:?}")]
+    Timeout(Duration),
+    /// The peer could not be reached or the connection broke before the response.
+    #[error("connection to {addr} failed: {reason}")]
+    Connection {
+        /// The peer's address.
+        addr: SocketAddr,
+        /// What happened.
+        reason: String,
+    },
+    /// The request does not fit in a frame (over the frame bound).
+    #[error("request too large for one frame: {bytes} bytes, the bound is {limit}")]
+    TooLarge {
+        /// Encoded size.
+        bytes: usize,
+        /// The frame bound.
+        limit: usize,
+    },
+    /// The transport is shut down.
+    #[error("the transport is shut down")]
+    Closed,
+}
+
+/// Sends requests to peers. Calls are independent: many may be in flight to one peer at once,
+/// and a slow peer never delays calls to the others.
+pub trait Transport: Send + Sync + 'static {
+    /// Sends `request` to `peer` and waits at most `timeout` for its response.
+    ///
+    /// # Errors
+    /// [`TransportError`] when no response arrives in time, the peer is unreachable, the
+    /// request is too large, or the transport is closed.
+    fn call(
+        &self,
+        peer: Peer,
+        request: Stamped<PeerRequest>,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Stamped<PeerResponse>, TransportError>> + Send;
+}
+
+/// What a node runs for each request a peer sends it.
+pub trait Handler: Send + Sync + 'static {
+    /// Answers `request` from the peer numbered `from`. Failures are answers too
+    /// ([`PeerResponse::Failed`]); a handler never drops a request silently.
+    fn handle(
+        &self,
+        from: u32,
+        request: Stamped<PeerRequest>,
+    ) -> impl Future<Output = Stamped<PeerResponse>> + Send;
+}
