@@ -35,12 +35,15 @@ pub mod clock;
 pub mod coordinator;
 pub mod error;
 pub mod hlc;
+pub mod membership;
 pub mod node_id;
+pub mod ring;
 pub mod rpc;
 pub mod slot;
 pub mod storage;
 pub mod transport;
 pub mod view;
+pub mod wire;
 
 pub use api::{
     Cluster, ClusterInfo, Condition, Consistency, Level, Request, Response, ScanCursor, SlotRange,

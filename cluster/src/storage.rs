@@ -8,6 +8,7 @@
 
 pub mod key;
 pub mod lsm;
+pub mod system;
 #[cfg(test)]
 mod tests;
 

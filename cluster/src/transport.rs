@@ -6,6 +6,9 @@
 //! the coordinator's tests use the in-process simulated network, which can drop, delay,
 //! duplicate and partition messages. Must never interpret a request: handlers do.
 
+pub mod sim;
+pub mod tcp;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -1,0 +1,1 @@
+//! Gossip membership over chitchat (being written; see issue 5).

@@ -1,0 +1,1 @@
+//! The vnode ring (being written; see issue 5).

@@ -1,0 +1,1 @@
+//! The node's system keyspace (being written; see issue 5).

@@ -1,0 +1,1 @@
+//! The simulated in-process network (being written; see issue 5).

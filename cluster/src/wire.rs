@@ -1,0 +1,1 @@
+//! The internal protocol's byte encoding (being written; see issue 5).
