@@ -18,7 +18,13 @@ pub mod identity;
 use std::future::Future;
 use std::sync::Arc;
 
-use ringkv_cluster::coordinator::{ClusterConfig, LocalCluster};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ringkv_cluster::coordinator::{ClusterConfig, DEFAULT_REQUEST_TIMEOUT};
+use ringkv_cluster::membership::FailureConfig;
+use ringkv_cluster::node::{ClusterNode, NodeConfig, StartError};
+use ringkv_cluster::ring::Replication;
 use ringkv_cluster::ClusterError;
 use ringkv_lsm::FsyncMode;
 use ringkv_resp::server::{run as serve, ServerConfig, ServerError};
@@ -26,6 +32,12 @@ use tokio::net::TcpListener;
 use tracing::info;
 
 pub use config::Config;
+
+/// How often gossip runs (Cassandra gossips every second; twice as often finds failures
+/// sooner on a small cluster).
+const GOSSIP_INTERVAL: Duration = Duration::from_millis(500);
+/// How long a node's first start listens to its seeds before choosing ring tokens.
+const JOIN_WAIT: Duration = Duration::from_secs(2);
 
 /// Why a node stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -39,9 +51,10 @@ pub enum NodeError {
         #[source]
         source: std::io::Error,
     },
-    /// The data directory could not be opened (locked by another node, damaged, unreadable).
-    #[error("cannot open the data directory: {0}")]
-    Open(#[source] ClusterError),
+    /// The node could not start: its data directory (locked by another node, damaged,
+    /// unreadable), its bus port, or gossip.
+    #[error("cannot start the node: {0}")]
+    Start(#[source] StartError),
     /// The client listener failed.
     #[error(transparent)]
     Serve(#[from] ServerError),
@@ -73,16 +86,29 @@ pub async fn run(
     };
     let engine = ringkv_lsm::Options::default().with_fsync(fsync);
     let local_addr = listener.local_addr().ok();
-    let announced =
-        local_addr.unwrap_or_else(|| std::net::SocketAddr::new(config.bind, config.port));
-    let cluster = Arc::new(
-        LocalCluster::open(
-            ClusterConfig::new(&config.data_dir, &node_id)
-                .with_engine(engine)
-                .with_client_addr(announced),
-        )
-        .map_err(NodeError::Open)?,
-    );
+    let client_port = local_addr.map_or(config.port, |a| a.port());
+    let announced = SocketAddr::new(config.announce_ip, client_port);
+    let node_config = NodeConfig {
+        cluster: ClusterConfig::new(&config.data_dir, &node_id)
+            .with_engine(engine)
+            .with_client_addr(announced),
+        bus_bind: SocketAddr::new(config.bind, config.bus_port),
+        announce_ip: config.announce_ip,
+        seeds: config.seeds.clone(),
+        replication: Replication::simple(config.replication_factor),
+        vnodes: config.vnodes,
+        dc: config.dc.clone(),
+        rack: config.rack.clone(),
+        cluster_name: config.cluster_name.clone(),
+        request_timeout: DEFAULT_REQUEST_TIMEOUT,
+        gossip_interval: GOSSIP_INTERVAL,
+        failure: FailureConfig::default(),
+        join_wait: JOIN_WAIT,
+    };
+    let node = ClusterNode::start(node_config)
+        .await
+        .map_err(NodeError::Start)?;
+    let cluster = Arc::new(node.coordinator().clone());
     info!(
         node_id = %node_id,
         addr = ?local_addr,
@@ -103,8 +129,9 @@ pub async fn run(
         ..ServerConfig::default()
     };
     let served = serve(server_config, listener, Arc::clone(&cluster), shutdown).await;
-    info!("stopped accepting clients; flushing the engine");
-    let flushed = cluster.shutdown().map_err(NodeError::Shutdown);
+    info!("stopped accepting clients; leaving the cluster and flushing the engine");
+    drop(cluster);
+    let flushed = node.shutdown().await.map_err(NodeError::Shutdown);
     served?;
     flushed?;
     info!("ringkv node stopped");

@@ -1,95 +1,137 @@
 //! The coordinator: turns API requests into replica reads and writes at a consistency level.
 //!
-//! Owns [`LocalCluster`], the cluster of one node with replication factor 1 over the local
-//! engine: every slot's replica set is this node. It is the path the multi-node cluster
-//! extends (the level check, HLC versions, conditional writes, slot-ordered scans and ranges
-//! are the same); there is no second single-node code path. Parts:
+//! Owns [`Coordinator`]: every node runs one, accepts every request and coordinates it over
+//! the replica set of each key's slot (DESIGN.md "Partitioning", "Consistency"). A cluster of
+//! one ([`LocalCluster`]) is the same coordinator over a ring of one member whose transport
+//! has no peers: there is no second single-node code path. Parts:
 //!
 //! - [`config`]: the node's settings, [`ClusterConfig`].
-//! - [`level`]: replicas a level needs, and the `Unavailable` check.
-//! - [`locks`]: striped key locks for compare-and-set.
-//! - `write`: `Get` and `Write`; `scan`: `SCAN` cursors ([`scan::ScanTable`]); `range`:
-//!   `KRANGE`; `keyspace`: `DBSIZE`, `RANDOMKEY`, `FLUSHALL`; [`random`]: the seeded RNG.
+//! - [`ring_state`]: one consistent view + ring + topology, swapped on membership changes.
+//! - [`level`] and [`plan`]: replicas a level needs, which to ask, the `Unavailable` check.
+//! - `call`: sending one request to a plan's replicas and gathering enough answers.
+//! - [`replica`]: the replica side (local storage), shared by local and remote calls, and the
+//!   transport's [`NodeHandler`].
+//! - `read` and `write`: `Get`, unconditional and conditional `Write` (compare-and-set runs on
+//!   the slot's leader under [`locks`]); `walk`: `SCAN` and `KRANGE`; `keyspace`: `DBSIZE`,
+//!   `RANDOMKEY`, `FLUSHALL`; [`scan`]: cursors; [`random`]: the seeded RNG.
 //!
-//! The engine is synchronous and [`Cluster::execute`] is async. Point reads and writes that
-//! cannot wait on an fsync take microseconds and run on the caller's task (with one runtime
-//! worker, a hop to another thread would cost more than the work). Writes that fsync
-//! (`FsyncMode::Always`) and whole-keyspace walks run under `tokio::task::spawn_blocking`, so
-//! they never stall the runtime's other connections. Must never hold a lock across an
-//! `.await`, and never know about RESP.
+//! Must never hold a lock across an `.await` other than the async key locks, never wait on a
+//! node the failure detector believes down, and never know about RESP.
 
+mod call;
 pub mod config;
 mod keyspace;
 pub mod level;
 pub mod locks;
+pub mod plan;
 pub mod random;
 mod range;
+mod read;
+pub mod replica;
+pub mod ring_state;
 pub mod scan;
 #[cfg(test)]
 mod tests;
+mod walk;
 mod write;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use ringkv_lsm::{Db, FsyncMode};
 
-use crate::api::{
-    Cluster, ClusterInfo, Consistency, Request, Response, SlotRange, Topology, TopologyNode,
-};
+use crate::api::{Cluster, ClusterInfo, Consistency, Request, Response, Topology};
 use crate::clock::Clock;
 use crate::error::ClusterError;
 use crate::hlc::Hlc;
 use crate::node_id::node_number;
-use crate::slot::SLOTS;
+use crate::ring::Replication;
+use crate::rpc::{PeerRequest, PeerResponse, Stamped};
 use crate::storage::{key, Storage};
+use crate::transport::{Peer, Transport, TransportError};
+use crate::view::View;
 
 pub use self::config::ClusterConfig;
 pub use self::keyspace::EXACT_COUNT_BUDGET;
-use self::level::{check_available, Operation};
 use self::locks::KeyLocks;
 use self::random::SeededRng;
-use self::range::RangeQuery;
+pub use self::replica::{NodeHandler, WriteLeader};
+use self::ring_state::{single_node_view, RingState};
 use self::scan::{ScanTable, MAX_SCAN_HANDLES, MAX_SCAN_KEY_BYTES};
 
-/// Replication factor of a cluster of one.
-const REPLICATION_FACTOR: usize = 1;
-/// `SCAN` steps asking for more keys than this run off the runtime's threads.
-const INLINE_SCAN_COUNT: usize = 1_000;
+/// How long a request waits for replicas by default (Cassandra's write timeout).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A cluster of one node with replication factor 1, over a [`Storage`] (the `ringkv-lsm`
-/// engine unless a test supplies another). Cheap to clone; clones share everything.
-pub struct LocalCluster<S: Storage = Db> {
-    inner: Arc<Inner<S>>,
+/// A transport for a cluster of one: there is never a peer to call.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoPeers;
+
+impl Transport for NoPeers {
+    async fn call(
+        &self,
+        peer: Peer,
+        _request: Stamped<PeerRequest>,
+        _timeout: Duration,
+    ) -> Result<Stamped<PeerResponse>, TransportError> {
+        Err(TransportError::Connection {
+            addr: peer.addr,
+            reason: "a cluster of one has no peers".into(),
+        })
+    }
 }
 
-impl<S: Storage> Clone for LocalCluster<S> {
+/// The coordinator of a node with peers reached over `T`, storing locally in `S`. Cheap to
+/// clone; clones share everything.
+pub struct Coordinator<S: Storage = Db, T: Transport = NoPeers> {
+    shared: Arc<Shared<S, T>>,
+}
+
+/// A cluster of one node: the coordinator over a ring of itself.
+pub type LocalCluster<S = Db> = Coordinator<S, NoPeers>;
+
+impl<S: Storage, T: Transport> Clone for Coordinator<S, T> {
     fn clone(&self) -> Self {
         Self {
-            inner: Arc::clone(&self.inner),
+            shared: Arc::clone(&self.shared),
         }
     }
 }
 
-/// What the coordinator's parts share.
+/// The node's local side: its storage, clock and per-node tables. What a replica needs.
 pub(crate) struct Inner<S> {
     pub(crate) storage: S,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) hlc: Hlc,
-    pub(crate) locks: KeyLocks,
     pub(crate) scans: Mutex<ScanTable>,
     pub(crate) rng: SeededRng,
     node_id: String,
-    /// The ring of this one node, for cluster-aware clients.
-    topology: Arc<Topology>,
     /// Whether a write may wait on an fsync (decides whether writes leave the runtime).
     writes_may_block: bool,
     shutting_down: AtomicBool,
 }
 
-/// How a [`LocalCluster`] over any [`Storage`] is set up.
+impl<S> Inner<S> {
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+}
+
+/// What the coordinator's parts share.
+pub(crate) struct Shared<S, T> {
+    pub(crate) inner: Arc<Inner<S>>,
+    transport: T,
+    state: RwLock<Arc<RingState>>,
+    replication: Replication,
+    epoch: AtomicU64,
+    /// Key locks of the writes this node leads (compare-and-set atomicity).
+    pub(crate) locks: KeyLocks,
+    timeout: Duration,
+}
+
+/// How a [`Coordinator`] over any [`Storage`] is set up.
 #[derive(Clone)]
 pub struct LocalParams {
     /// The node's id.
@@ -105,53 +147,91 @@ pub struct LocalParams {
 }
 
 impl LocalCluster<Db> {
-    /// Opens the node's engine in `config.data_dir` and the coordinator over it.
+    /// Opens the node's engine in `config.data_dir` and a cluster of one over it.
     ///
     /// # Errors
     /// [`ClusterError::Storage`] when the engine cannot open (bad options, a directory locked
     /// by another process, corruption, I/O).
     pub fn open(config: ClusterConfig) -> Result<Self, ClusterError> {
-        let clock = config.clock;
-        let engine_clock = Arc::clone(&clock);
-        let mut engine = config
-            .engine
-            .with_now_ms(Arc::new(move || engine_clock.now_ms()));
-        engine.max_key_bytes = engine.max_key_bytes.saturating_add(key::PREFIX_LEN);
-        let writes_may_block = matches!(engine.fsync, FsyncMode::Always);
-        let db = Db::open(&config.data_dir, engine)?;
-        let seed = config.seed.unwrap_or_else(|| {
-            clock.now_ms() ^ u64::from(node_number(&config.node_id)).rotate_left(32)
-        });
-        Ok(Self::with_storage(
-            db,
-            LocalParams {
-                node_id: config.node_id,
-                clock,
-                writes_may_block,
-                seed,
-                client_addr: config.client_addr,
-            },
-        ))
+        let (db, params) = open_storage(config)?;
+        Ok(Self::with_storage(db, params))
     }
 }
 
+/// Opens the engine as `config` says, with the parameters of a coordinator over it.
+///
+/// # Errors
+/// As [`LocalCluster::open`].
+pub fn open_storage(config: ClusterConfig) -> Result<(Db, LocalParams), ClusterError> {
+    let clock = config.clock;
+    let engine_clock = Arc::clone(&clock);
+    let mut engine = config
+        .engine
+        .with_now_ms(Arc::new(move || engine_clock.now_ms()));
+    engine.max_key_bytes = engine.max_key_bytes.saturating_add(key::PREFIX_LEN);
+    let writes_may_block = matches!(engine.fsync, FsyncMode::Always);
+    let db = Db::open(&config.data_dir, engine)?;
+    let seed = config.seed.unwrap_or_else(|| {
+        clock.now_ms() ^ u64::from(node_number(&config.node_id)).rotate_left(32)
+    });
+    Ok((
+        db,
+        LocalParams {
+            node_id: config.node_id,
+            clock,
+            writes_may_block,
+            seed,
+            client_addr: config.client_addr,
+        },
+    ))
+}
+
 impl<S: Storage> LocalCluster<S> {
-    /// The coordinator over an already open `storage`.
+    /// A cluster of one over an already open `storage`.
     pub fn with_storage(storage: S, params: LocalParams) -> Self {
+        let view = single_node_view(
+            &params.node_id,
+            node_number(&params.node_id),
+            params.client_addr,
+        );
+        let inner = Arc::new(Inner::new(storage, params));
+        Coordinator::new(
+            inner,
+            NoPeers,
+            Replication::simple(1),
+            view,
+            DEFAULT_REQUEST_TIMEOUT,
+        )
+    }
+}
+
+impl<S> Inner<S> {
+    fn new(storage: S, params: LocalParams) -> Self {
         let node = node_number(&params.node_id);
+        Inner {
+            storage,
+            hlc: Hlc::new(Arc::clone(&params.clock), node),
+            clock: params.clock,
+            scans: Mutex::new(ScanTable::new(MAX_SCAN_HANDLES, MAX_SCAN_KEY_BYTES)),
+            rng: SeededRng::new(params.seed),
+            node_id: params.node_id,
+            writes_may_block: params.writes_may_block,
+            shutting_down: AtomicBool::new(false),
+        }
+    }
+}
+
+/// The local side of a node before its coordinator exists: what the transport's handler
+/// serves from while the node is being assembled.
+pub struct LocalNode<S: Storage> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S: Storage> LocalNode<S> {
+    /// The local side over `storage`.
+    pub fn new(storage: S, params: LocalParams) -> Self {
         Self {
-            inner: Arc::new(Inner {
-                storage,
-                hlc: Hlc::new(Arc::clone(&params.clock), node),
-                clock: params.clock,
-                locks: KeyLocks::new(),
-                scans: Mutex::new(ScanTable::new(MAX_SCAN_HANDLES, MAX_SCAN_KEY_BYTES)),
-                rng: SeededRng::new(params.seed),
-                topology: Arc::new(single_node_topology(&params.node_id, params.client_addr)),
-                node_id: params.node_id,
-                writes_may_block: params.writes_may_block,
-                shutting_down: AtomicBool::new(false),
-            }),
+            inner: Arc::new(Inner::new(storage, params)),
         }
     }
 
@@ -165,146 +245,167 @@ impl<S: Storage> LocalCluster<S> {
         &self.inner.hlc
     }
 
+    /// The handler peers' requests go to (connect its leader once the coordinator exists).
+    pub fn handler(&self) -> NodeHandler<S> {
+        NodeHandler::new(Arc::clone(&self.inner))
+    }
+
+    /// The coordinator over this local side, calling peers over `transport`.
+    pub fn coordinator<T: Transport>(
+        &self,
+        transport: T,
+        replication: Replication,
+        view: View,
+        timeout: Duration,
+    ) -> Coordinator<S, T> {
+        Coordinator::new(
+            Arc::clone(&self.inner),
+            transport,
+            replication,
+            view,
+            timeout,
+        )
+    }
+}
+
+impl<S: Storage, T: Transport> Coordinator<S, T> {
+    fn new(
+        inner: Arc<Inner<S>>,
+        transport: T,
+        replication: Replication,
+        view: View,
+        timeout: Duration,
+    ) -> Self {
+        let state = RingState::new(Arc::new(view), &replication, 1);
+        Self {
+            shared: Arc::new(Shared {
+                inner,
+                transport,
+                state: RwLock::new(Arc::new(state)),
+                replication,
+                epoch: AtomicU64::new(1),
+                locks: KeyLocks::new(),
+                timeout,
+            }),
+        }
+    }
+
+    /// The local storage.
+    pub fn storage(&self) -> &S {
+        &self.shared.inner.storage
+    }
+
+    /// The node's hybrid logical clock.
+    pub fn hlc(&self) -> &Hlc {
+        &self.shared.inner.hlc
+    }
+
+    /// The transport to peers.
+    pub fn transport(&self) -> &T {
+        &self.shared.transport
+    }
+
+    /// Takes a new membership view: requests from now on use its ring.
+    pub fn set_view(&self, view: Arc<View>) {
+        let epoch = self.shared.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        let state = Arc::new(RingState::new(view, &self.shared.replication, epoch));
+        *self.shared.state.write() = state;
+    }
+
+    /// The ring state requests use now.
+    pub fn ring_state(&self) -> Arc<RingState> {
+        self.shared.ring_state()
+    }
+
     /// Refuses new requests with [`ClusterError::ShuttingDown`], then makes the storage durable
     /// and stops it (the engine flushes its memtable). Call once in-flight requests are done.
     ///
     /// # Errors
     /// [`ClusterError::Storage`] when the final flush or sync fails.
     pub fn shutdown(&self) -> Result<(), ClusterError> {
-        self.inner.shutting_down.store(true, Ordering::Release);
-        self.inner.storage.shutdown()
+        self.shared
+            .inner
+            .shutting_down
+            .store(true, Ordering::Release);
+        self.shared.inner.storage.shutdown()
     }
 
-    /// Executes `request` on the calling thread, without the level check. The async
-    /// [`Cluster::execute`] decides where this runs.
-    fn run(inner: &Inner<S>, request: Request) -> Result<Response, ClusterError> {
+    /// This coordinator as the leader peers forward conditional writes to.
+    pub fn as_leader(&self) -> Arc<dyn WriteLeader> {
+        Arc::new(self.clone())
+    }
+}
+
+impl<S: Storage, T: Transport> Shared<S, T> {
+    pub(crate) fn ring_state(&self) -> Arc<RingState> {
+        Arc::clone(&self.state.read())
+    }
+}
+
+impl<S: Storage, T: Transport> WriteLeader for Coordinator<S, T> {
+    fn lead(
+        &self,
+        writes: Vec<crate::api::Write>,
+        consistency: Consistency,
+    ) -> replica::BoxFuture<'_, Result<Vec<bool>, ClusterError>> {
+        Box::pin(async move { self.shared.lead(writes, consistency).await })
+    }
+}
+
+impl<S: Storage, T: Transport> Cluster for Coordinator<S, T> {
+    async fn execute(
+        &self,
+        request: Request,
+        consistency: Consistency,
+    ) -> Result<Response, ClusterError> {
+        let shared = &self.shared;
+        if shared.inner.is_shutting_down() {
+            return Err(ClusterError::ShuttingDown);
+        }
         match request {
-            Request::Get { keys } => inner.get(&keys),
-            Request::Write { writes } => inner.write(writes),
-            Request::Scan { cursor, count } => inner.scan(cursor, count),
+            Request::Get { keys } => shared.get(keys, consistency.read).await,
+            Request::Write { writes } => shared.write(writes, consistency).await,
+            Request::Scan { cursor, count } => shared.scan(cursor, count, consistency.read).await,
             Request::Range {
                 start,
                 end,
                 offset,
                 limit,
                 with_values,
-            } => inner.range(RangeQuery {
-                start,
-                end,
-                offset,
-                limit,
-                with_values,
-            }),
-            Request::CountKeys => inner.count_keys(),
-            Request::CountKeysInSlot { slot } if slot >= SLOTS => Ok(Response::Count(0)),
-            Request::CountKeysInSlot { slot } => {
-                inner.storage.count_in_slot(slot).map(Response::Count)
-            }
-            Request::RandomKey => inner.random_key(),
-            Request::FlushAll => inner.flush_all(),
-        }
-    }
-
-    /// Whether `request` may take long enough (an fsync, a keyspace walk) that it must not run
-    /// on a runtime worker.
-    fn may_block(&self, request: &Request) -> bool {
-        match request {
-            Request::Get { .. } | Request::RandomKey => false,
-            Request::Write { .. } => self.inner.writes_may_block,
-            Request::Scan { count, .. } => *count > INLINE_SCAN_COUNT,
-            Request::Range { start, end, .. } => range::single_slot(start, end).is_none(),
-            Request::CountKeys | Request::CountKeysInSlot { .. } | Request::FlushAll => true,
-        }
-    }
-}
-
-/// Whether a request reads or writes, for its level.
-fn operation(request: &Request) -> Operation {
-    match request {
-        Request::Write { .. } | Request::FlushAll => Operation::Write,
-        Request::Get { .. }
-        | Request::Scan { .. }
-        | Request::Range { .. }
-        | Request::CountKeys
-        | Request::CountKeysInSlot { .. }
-        | Request::RandomKey => Operation::Read,
-    }
-}
-
-impl<S: Storage> Cluster for LocalCluster<S> {
-    async fn execute(
-        &self,
-        request: Request,
-        consistency: Consistency,
-    ) -> Result<Response, ClusterError> {
-        if self.inner.shutting_down.load(Ordering::Acquire) {
-            return Err(ClusterError::ShuttingDown);
-        }
-        let op = operation(&request);
-        let level = match op {
-            Operation::Read => consistency.read,
-            Operation::Write => consistency.write,
-        };
-        // This node is the one replica of every slot, and it is alive.
-        check_available(level, op, REPLICATION_FACTOR, 1)?;
-        if self.may_block(&request) {
-            // Outside a runtime there is nothing to stall, and the request runs here below.
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                let inner = Arc::clone(&self.inner);
-                return match runtime
-                    .spawn_blocking(move || Self::run(&inner, request))
-                    .await
-                {
-                    Ok(result) => result,
-                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                    // Cancelled: only happens when the runtime is shutting down.
-                    Err(_) => Err(ClusterError::ShuttingDown),
+            } => {
+                let query = range::RangeQuery {
+                    start,
+                    end,
+                    offset,
+                    limit,
+                    with_values,
                 };
+                shared.range(query, consistency.read).await
             }
+            Request::CountKeys => shared.count_keys(consistency.read).await,
+            Request::CountKeysInSlot { slot } => {
+                shared.count_keys_in_slot(slot, consistency.read).await
+            }
+            Request::RandomKey => shared.random_key(consistency.read).await,
+            Request::FlushAll => shared.flush_all().await,
         }
-        Self::run(&self.inner, request)
     }
 
     fn now_ms(&self) -> u64 {
-        self.inner.clock.now_ms()
+        self.shared.inner.clock.now_ms()
     }
 
     fn topology(&self) -> Arc<Topology> {
-        Arc::clone(&self.inner.topology)
+        Arc::clone(&self.shared.ring_state().topology)
     }
 
     fn info(&self) -> ClusterInfo {
+        let state = self.shared.ring_state();
         ClusterInfo {
-            node_id: self.inner.node_id.clone(),
-            replication_factor: REPLICATION_FACTOR,
-            nodes: 1,
-            engine: self.inner.storage.stats(),
+            node_id: self.shared.inner.node_id.clone(),
+            replication_factor: self.shared.replication.total(),
+            nodes: state.view.members.len(),
+            engine: self.shared.inner.storage.stats(),
         }
-    }
-}
-
-/// The ring of a cluster of one: this node holds every slot.
-fn single_node_topology(node_id: &str, client_addr: SocketAddr) -> Topology {
-    Topology {
-        nodes: vec![TopologyNode {
-            id: node_id.to_string(),
-            client_addr,
-            bus_port: client_addr.port().wrapping_add(10_000),
-            dc: "dc1".to_string(),
-            rack: "rack1".to_string(),
-            alive: true,
-            status: "normal",
-            load_bytes: 0,
-            primary_slots: u32::from(SLOTS),
-            ownership: 1.0,
-        }],
-        myself: 0,
-        ranges: vec![SlotRange {
-            start: 0,
-            end: SLOTS - 1,
-            replicas: vec![0],
-        }],
-        replication_factor: REPLICATION_FACTOR,
-        epoch: 1,
     }
 }

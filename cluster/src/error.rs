@@ -46,10 +46,22 @@ pub enum ClusterError {
     /// The node is shutting down.
     #[error("the node is shutting down")]
     ShuttingDown,
+    /// A record of a system keyspace (the node's ring identity, ...) cannot be decoded or
+    /// encoded.
+    #[error("corrupt {what}: {detail}")]
+    Corrupt {
+        /// What the record is ("local ring state").
+        what: &'static str,
+        /// What is wrong with it.
+        detail: String,
+    },
     /// A request that must be atomic (conditional writes: `MSETNX`, `RENAME`, `COPY`) spans
     /// several slots of a multi-node ring, as Redis Cluster refuses it.
     #[error("keys in request don't hash to the same slot")]
     CrossSlot,
+    /// The slot's leader refused or failed a forwarded conditional write; its own words.
+    #[error("{0}")]
+    Forwarded(String),
     /// The ring has no node owning the slot yet (the cluster is still forming).
     #[error("the ring has no replicas for slot {slot} yet")]
     NoReplicas {

@@ -36,6 +36,7 @@ pub mod coordinator;
 pub mod error;
 pub mod hlc;
 pub mod membership;
+pub mod node;
 pub mod node_id;
 pub mod ring;
 pub mod rpc;

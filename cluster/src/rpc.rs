@@ -55,6 +55,21 @@ pub enum PeerRequest {
         /// Most records to return.
         limit: usize,
     },
+    /// The smallest `keep` live keys (all when `None`) in byte order between `start` and
+    /// `end`, among the slots of `spans` (inclusive slot runs): one node's share of a
+    /// `KRANGE` across slots. Answer: [`PeerResponse::Range`], in byte order.
+    KeyRange {
+        /// Inclusive runs of slots to read.
+        spans: Vec<(u16, u16)>,
+        /// Lower bound on user keys.
+        start: Bound<Bytes>,
+        /// Upper bound on user keys.
+        end: Bound<Bytes>,
+        /// Most keys wanted.
+        keep: Option<usize>,
+        /// Whether values are wanted (otherwise each record carries an empty value).
+        with_values: bool,
+    },
     /// Live keys in each slot. Answer: [`PeerResponse::Counts`], in order.
     CountSlots {
         /// The slots.
@@ -129,6 +144,7 @@ impl PeerRequest {
             PeerRequest::Read { .. } => "read",
             PeerRequest::Apply { .. } => "apply",
             PeerRequest::Range { .. } => "range",
+            PeerRequest::KeyRange { .. } => "key_range",
             PeerRequest::CountSlots { .. } => "count_slots",
             PeerRequest::Coordinate { .. } => "coordinate",
             PeerRequest::Truncate { .. } => "truncate",

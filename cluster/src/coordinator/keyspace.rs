@@ -1,130 +1,261 @@
-//! Whole-keyspace requests: `DBSIZE`, `RANDOMKEY`, `FLUSHALL`.
+//! Whole-keyspace requests: `DBSIZE`, `CLUSTER COUNTKEYSINSLOT`, `RANDOMKEY`, `FLUSHALL`.
 //!
-//! Owns the coordinator's key counting, random key choice and flush. Each is a walk of the
-//! slot-ordered user keyspace, so each states its cost. Must never read the system prefixes
-//! (everything stops at [`key::user_keyspace_end`]).
+//! Owns the coordinator's key counting, random key choice and flush, each stated with its
+//! cost. Counts ask one live replica per slot range (this node's own where it is one) to
+//! count its ranges' slots; a cluster of one counts its engine directly with a budget. A
+//! flush needs every node up (as Cassandra's `TRUNCATE`): each writes tombstones at one
+//! version over what it stores. Must never read the system prefixes (replicas stop at the
+//! end of the user keyspace).
 
+use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::sync::Arc;
 
 use bytes::Bytes;
-use ringkv_lsm::{ReadMode, Record};
+use ringkv_lsm::ReadMode;
 
-use crate::api::Response;
-use crate::coordinator::Inner;
+use crate::api::{Level, Response};
+use crate::coordinator::level::Operation;
+use crate::coordinator::plan::Plan;
+use crate::coordinator::ring_state::RingState;
+use crate::coordinator::walk::read_failed;
+use crate::coordinator::Shared;
 use crate::error::ClusterError;
+use crate::rpc::{PeerRequest, PeerResponse};
 use crate::slot::SLOTS;
-use crate::storage::{key, SlotKey, SlotRecord, Storage};
+use crate::storage::{key, SlotKey, Storage};
+use crate::transport::Transport;
 
-/// Keys counted exactly before `CountKeys` extrapolates from the slots walked so far.
+/// Keys counted exactly before a cluster of one extrapolates from the slots walked so far.
 pub const EXACT_COUNT_BUDGET: u64 = 100_000;
 /// Keys of one slot a random pick chooses among.
 const RANDOM_PICK_WINDOW: usize = 64;
-/// Keys deleted per atomic batch by `FlushAll`.
-const FLUSH_BATCH: usize = 1024;
 
-impl<S: Storage> Inner<S> {
-    /// Live keys: exact up to [`EXACT_COUNT_BUDGET`] keys; beyond that, the count of the slots
-    /// walked so far scaled to all slots (slots hash uniformly unless hash tags pile keys into
-    /// a few). Cost: at most the budget's worth of keys read.
-    pub(crate) fn count_keys(&self) -> Result<Response, ClusterError> {
-        let iter = self.storage.range(
-            Bound::Included(SlotKey::slot_start(0)),
-            key::user_keyspace_end(),
-            ReadMode::Live,
-        )?;
-        let mut n = 0u64;
-        for item in iter {
-            let r = item?;
-            n += 1;
-            if n >= EXACT_COUNT_BUDGET {
-                // Slots 0..=r.slot are (nearly) all counted.
-                let walked = u64::from(r.slot) + 1;
-                return Ok(Response::Count(n * u64::from(SLOTS) / walked));
-            }
+impl<S: Storage, T: Transport> Shared<S, T> {
+    /// Live keys in the cluster (`DBSIZE`).
+    pub(crate) async fn count_keys(
+        self: &Arc<Self>,
+        level: Level,
+    ) -> Result<Response, ClusterError> {
+        let state = self.ring_state();
+        if state.view.members.len() == 1 && !state.topology.ranges.is_empty() {
+            first_target(&state, 0, state.ring.replicas(0), level)?;
+            let inner = Arc::clone(&self.inner);
+            return run_blocking(move || local_count_with_budget(&inner.storage)).await;
         }
+        let mut by_node: BTreeMap<usize, Vec<u16>> = BTreeMap::new();
+        for range in &state.topology.ranges {
+            let node = first_target(&state, range.start, &range.replicas, level)?;
+            by_node
+                .entry(node)
+                .or_default()
+                .extend(range.start..=range.end);
+        }
+        let mut total = 0u64;
+        for (node, slots) in by_node {
+            total += self.count_on(&state, node, slots, level).await?;
+        }
+        Ok(Response::Count(total))
+    }
+
+    /// Live keys in one slot, counted on one live replica.
+    pub(crate) async fn count_keys_in_slot(
+        self: &Arc<Self>,
+        slot: u16,
+        level: Level,
+    ) -> Result<Response, ClusterError> {
+        if slot >= SLOTS {
+            return Ok(Response::Count(0));
+        }
+        let state = self.ring_state();
+        let node = first_target(&state, slot, state.ring.replicas(slot), level)?;
+        let n = self.count_on(&state, node, vec![slot], level).await?;
         Ok(Response::Count(n))
     }
 
-    /// A random live key: the first non-empty slot at or after a random slot (wrapping), and a
-    /// random key among that slot's first keys. Uniform over slots when most slots hold keys;
-    /// with sparse data, slots after long empty runs are picked more often. Cost: one or two
-    /// seeks and at most a window of keys.
-    pub(crate) fn random_key(&self) -> Result<Response, ClusterError> {
-        let first = self.rng.below(u64::from(SLOTS)) as u16;
-        let after = self.pick_in_first_slot(
-            Bound::Included(SlotKey::slot_start(first)),
-            key::user_keyspace_end(),
-        )?;
-        if after.is_some() {
-            return Ok(Response::Key(after));
+    async fn count_on(
+        &self,
+        state: &RingState,
+        node: usize,
+        slots: Vec<u16>,
+        level: Level,
+    ) -> Result<u64, ClusterError> {
+        let id = &state.member(node).node_id;
+        match self
+            .call_one(state, node, PeerRequest::CountSlots { slots })
+            .await
+        {
+            Ok(PeerResponse::Counts(counts)) => Ok(counts.iter().sum()),
+            Ok(PeerResponse::Failed(f)) => Err(read_failed(level, id, &f.message)),
+            Ok(_) => Err(read_failed(level, id, "unexpected answer")),
+            Err(reason) => Err(read_failed(level, id, &reason)),
         }
-        let before = self.pick_in_first_slot(
-            Bound::Included(SlotKey::slot_start(0)),
-            Bound::Excluded(SlotKey::slot_start(first)),
-        )?;
-        Ok(Response::Key(before))
     }
 
-    /// A random key of the first slot with a live key in the range, if any.
-    fn pick_in_first_slot(
-        &self,
-        start: Bound<SlotKey<'_>>,
-        end: Bound<SlotKey<'_>>,
-    ) -> Result<Option<Bytes>, ClusterError> {
-        let mut chosen = None;
-        let mut slot = None;
-        for (seen, item) in self
-            .storage
-            .range(start, end, ReadMode::Live)?
-            .take(RANDOM_PICK_WINDOW)
-            .enumerate()
-        {
-            let r = item?;
-            if *slot.get_or_insert(r.slot) != r.slot {
+    /// A random live key: the first non-empty slot at or after a random slot (wrapping), and
+    /// a random key among that slot's first keys, read from one live replica per slot range.
+    /// Uniform over slots when most slots hold keys. Cost: one page per slot range until a key
+    /// is found (every range when the cluster is empty).
+    pub(crate) async fn random_key(
+        self: &Arc<Self>,
+        level: Level,
+    ) -> Result<Response, ClusterError> {
+        let state = self.ring_state();
+        let ranges = &state.topology.ranges;
+        if ranges.is_empty() {
+            return Ok(Response::Key(None));
+        }
+        let first = self.inner.rng.below(u64::from(SLOTS)) as u16;
+        let start_index = ranges.partition_point(|r| r.end < first);
+        for step in 0..=ranges.len() {
+            let range = &ranges[(start_index + step) % ranges.len()];
+            // The first visit starts at the random slot; the last wraps back to its range's start.
+            let from = if step == 0 {
+                first.max(range.start)
+            } else {
+                range.start
+            };
+            let to = if step == ranges.len() {
+                first
+            } else {
+                range.end.saturating_add(1)
+            };
+            if step == ranges.len() && from >= to {
                 break;
             }
-            // Reservoir sampling: the n-th key replaces the choice with probability 1/n.
-            if self.rng.below(seen as u64 + 1) == 0 {
-                chosen = Some(r.key);
-            }
+            let node = first_target(&state, range.start, &range.replicas, level)?;
+            let end = if to >= SLOTS {
+                Bound::Unbounded
+            } else {
+                Bound::Excluded((to, Bytes::new()))
+            };
+            let request = PeerRequest::Range {
+                start: Bound::Included((from, Bytes::new())),
+                end,
+                live_only: true,
+                limit: RANDOM_PICK_WINDOW,
+            };
+            let id = &state.member(node).node_id;
+            let records = match self.call_one(&state, node, request).await {
+                Ok(PeerResponse::Range(records)) => records,
+                Ok(PeerResponse::Failed(f)) => return Err(read_failed(level, id, &f.message)),
+                Ok(_) => return Err(read_failed(level, id, "unexpected answer")),
+                Err(reason) => return Err(read_failed(level, id, &reason)),
+            };
+            let Some(slot) = records.first().map(|r| r.slot) else {
+                continue;
+            };
+            let candidates: Vec<Bytes> = records
+                .into_iter()
+                .take_while(|r| r.slot == slot)
+                .map(|r| r.key)
+                .collect();
+            let pick = self.inner.rng.below(candidates.len() as u64) as usize;
+            return Ok(Response::Key(candidates.into_iter().nth(pick)));
         }
-        Ok(chosen)
+        Ok(Response::Key(None))
     }
 
-    /// Deletes every live key by writing tombstones over a walk of the keyspace, in atomic
-    /// batches under the keys' locks (so a conditional write is wholly before or after the
-    /// delete of its key). A write that lands after the walk passed its key survives. Cost: a
-    /// full read of the keyspace plus a tombstone per key; the space comes back at compaction.
-    pub(crate) fn flush_all(&self) -> Result<Response, ClusterError> {
-        let iter = self.storage.range(
-            Bound::Included(SlotKey::slot_start(0)),
-            key::user_keyspace_end(),
-            ReadMode::Live,
-        )?;
-        let mut batch: Vec<(u16, Bytes)> = Vec::with_capacity(FLUSH_BATCH);
-        for item in iter {
-            let r = item?;
-            batch.push((r.slot, r.key));
-            if batch.len() == FLUSH_BATCH {
-                self.delete_batch(std::mem::take(&mut batch))?;
+    /// Deletes every key: all nodes must be up; each writes tombstones at one version over
+    /// every key it stores older than it. A write versioned after the flush survives. Cost: a
+    /// full read of every node's keyspace plus a tombstone per key.
+    pub(crate) async fn flush_all(self: &Arc<Self>) -> Result<Response, ClusterError> {
+        let state = self.ring_state();
+        let members = &state.view.members;
+        let alive = members.iter().filter(|m| m.alive).count();
+        if alive < members.len() {
+            return Err(ClusterError::Unavailable {
+                level: Level::All,
+                required: members.len(),
+                alive,
+            });
+        }
+        let version = self.inner.hlc.next_version();
+        let mut tasks = tokio::task::JoinSet::new();
+        for node in 0..members.len() {
+            let shared = Arc::clone(self);
+            let state = Arc::clone(&state);
+            tasks.spawn(async move {
+                let request = PeerRequest::Truncate {
+                    hlc: version.hlc,
+                    node: version.node,
+                };
+                let id = state.member(node).node_id.clone();
+                (id, shared.call_one(&state, node, request).await)
+            });
+        }
+        let mut errors = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok((_, Ok(PeerResponse::Done))) => {}
+                Ok((id, Ok(PeerResponse::Failed(f)))) => {
+                    errors.push(format!("{id}: {}", f.message))
+                }
+                Ok((id, Ok(_))) => errors.push(format!("{id}: unexpected answer")),
+                Ok((id, Err(reason))) => errors.push(format!("{id}: {reason}")),
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => errors.push("cancelled".into()),
             }
         }
-        if !batch.is_empty() {
-            self.delete_batch(batch)?;
-        }
-        Ok(Response::Done)
-    }
-
-    fn delete_batch(&self, keys: Vec<(u16, Bytes)>) -> Result<(), ClusterError> {
-        let _guards = self.locks.lock(keys.iter().map(|(_, k)| k.as_ref()));
-        let records = keys
-            .into_iter()
-            .map(|(slot, key)| SlotRecord {
-                slot,
-                key,
-                record: Record::tombstone(self.hlc.next_version()),
+        if errors.is_empty() {
+            Ok(Response::Done)
+        } else {
+            Err(ClusterError::QuorumFailed {
+                level: Level::All,
+                required: members.len(),
+                answered: members.len() - errors.len(),
+                errors,
             })
-            .collect();
-        self.storage.write(records)
+        }
+    }
+}
+
+/// The replica a one-node walk asks for `slot` (this node first), after checking `level`.
+fn first_target(
+    state: &RingState,
+    slot: u16,
+    replicas: &[usize],
+    level: Level,
+) -> Result<usize, ClusterError> {
+    let plan = Plan::new(state, slot, replicas, level, Operation::Read)?;
+    plan.targets
+        .first()
+        .copied()
+        .ok_or(ClusterError::NoReplicas { slot })
+}
+
+/// Live keys of one engine: exact up to [`EXACT_COUNT_BUDGET`] keys; beyond that, the count
+/// of the slots walked so far scaled to all slots (slots hash uniformly unless hash tags pile
+/// keys into a few). Cost: at most the budget's worth of keys read.
+fn local_count_with_budget<S: Storage>(storage: &S) -> Result<Response, ClusterError> {
+    let iter = storage.range(
+        Bound::Included(SlotKey::slot_start(0)),
+        key::user_keyspace_end(),
+        ReadMode::Live,
+    )?;
+    let mut n = 0u64;
+    for item in iter {
+        let r = item?;
+        n += 1;
+        if n >= EXACT_COUNT_BUDGET {
+            // Slots 0..=r.slot are (nearly) all counted.
+            let walked = u64::from(r.slot) + 1;
+            return Ok(Response::Count(n * u64::from(SLOTS) / walked));
+        }
+    }
+    Ok(Response::Count(n))
+}
+
+/// Runs `f` off the runtime's threads when there is a runtime.
+async fn run_blocking<R: Send + 'static>(
+    f: impl FnOnce() -> Result<R, ClusterError> + Send + 'static,
+) -> Result<R, ClusterError> {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return f();
+    };
+    match runtime.spawn_blocking(f).await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(ClusterError::ShuttingDown),
     }
 }

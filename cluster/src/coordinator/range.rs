@@ -1,6 +1,7 @@
-//! `KRANGE`: live keys between two bounds in byte order, across slots.
+//! `KRANGE`'s pieces: its query, its bounds, and a replica's smallest keys over slot spans.
 //!
-//! Owns the coordinator's range read. Storage is slot-major, so byte order across the whole
+//! Owns [`RangeQuery`], [`single_slot`] and the replica-side walk behind
+//! `PeerRequest::KeyRange` (the coordinator's side is in `walk`). Storage is slot-major, so byte order across the whole
 //! keyspace is a merge of every slot's ordered stream. When both bounds begin with the same
 //! hash-tagged prefix (`{user1}a` .. `{user1}z`), every key between them has that tag, so the
 //! read touches one slot. Otherwise the slots are visited one after another with a seek each
@@ -16,11 +17,11 @@ use std::ops::Bound;
 use bytes::Bytes;
 use ringkv_lsm::{ReadMode, Record};
 
-use crate::api::{Response, StoredValue};
+use crate::api::StoredValue;
 use crate::coordinator::Inner;
 use crate::error::ClusterError;
 use crate::slot::{hash_tag_span, key_slot, SLOTS};
-use crate::storage::{key, SlotKey, Storage};
+use crate::storage::{key, SlotKey, SlotRecord, Storage};
 
 /// A range read's parameters, as `Request::Range` carries them.
 pub struct RangeQuery {
@@ -35,8 +36,6 @@ pub struct RangeQuery {
     /// Whether values are wanted.
     pub with_values: bool,
 }
-
-type Entries = Vec<(Bytes, Option<StoredValue>)>;
 
 /// The slot every key between the bounds is in, when the bounds fix one: both bounded and
 /// both starting with the same prefix that ends with a hash tag. (Sharing a tag is not
@@ -53,7 +52,7 @@ pub fn single_slot(start: &Bound<Bytes>, end: &Bound<Bytes>) -> Option<u16> {
 }
 
 /// Whether no key can lie between the bounds.
-fn is_empty_range(start: &Bound<Bytes>, end: &Bound<Bytes>) -> bool {
+pub(crate) fn is_empty_range(start: &Bound<Bytes>, end: &Bound<Bytes>) -> bool {
     match (start, end) {
         (Bound::Included(s), Bound::Included(e)) => s > e,
         (Bound::Included(s) | Bound::Excluded(s), Bound::Included(e) | Bound::Excluded(e)) => {
@@ -79,14 +78,6 @@ fn past_end(key: &[u8], end: &Bound<Bytes>) -> bool {
     }
 }
 
-fn slice_bound(bound: &Bound<Bytes>) -> Bound<&[u8]> {
-    match bound {
-        Bound::Included(k) => Bound::Included(k.as_ref()),
-        Bound::Excluded(k) => Bound::Excluded(k.as_ref()),
-        Bound::Unbounded => Bound::Unbounded,
-    }
-}
-
 /// A live record as the API shows it; `None` when values were not asked for.
 pub(crate) fn stored(record: Record, with_value: bool) -> Option<StoredValue> {
     if !with_value {
@@ -100,60 +91,33 @@ pub(crate) fn stored(record: Record, with_value: bool) -> Option<StoredValue> {
 }
 
 impl<S: Storage> Inner<S> {
-    /// Answers a range read.
-    pub(crate) fn range(&self, q: RangeQuery) -> Result<Response, ClusterError> {
-        let keep = q.limit.map(|l| q.offset.saturating_add(l));
-        if is_empty_range(&q.start, &q.end) || keep == Some(0) {
-            return Ok(Response::Entries(Vec::new()));
-        }
-        let entries = match single_slot(&q.start, &q.end) {
-            Some(slot) => self.range_in_slot(slot, &q)?,
-            None => self
-                .range_all_slots(&q.start, &q.end, keep, q.with_values)?
-                .into_iter()
-                .skip(q.offset)
-                .take(q.limit.unwrap_or(usize::MAX))
-                .collect(),
-        };
-        Ok(Response::Entries(entries))
-    }
-
-    fn range_in_slot(&self, slot: u16, q: &RangeQuery) -> Result<Entries, ClusterError> {
-        let iter = self.storage.slot_range(
-            slot,
-            slice_bound(&q.start),
-            slice_bound(&q.end),
-            ReadMode::Live,
-        )?;
-        let mut out = Vec::new();
-        for item in iter.skip(q.offset).take(q.limit.unwrap_or(usize::MAX)) {
-            let r = item?;
-            out.push((r.key, stored(r.record, q.with_values)));
-        }
-        Ok(out)
-    }
-
-    /// The smallest `keep` keys (all when `None`) between the bounds, over every slot.
-    fn range_all_slots(
+    /// Adds to `found` the smallest keys (at most `keep`, all when `None`) between the bounds
+    /// in slots `first..=last`, visiting the slots one after another with a seek each (an
+    /// empty slot costs nothing: the seek lands in the next non-empty one).
+    pub(crate) fn smallest_keys_in_slots(
         &self,
+        first: u16,
+        last: u16,
         start: &Bound<Bytes>,
         end: &Bound<Bytes>,
         keep: Option<usize>,
-        with_values: bool,
-    ) -> Result<BTreeMap<Bytes, Option<StoredValue>>, ClusterError> {
-        let mut found: BTreeMap<Bytes, Option<StoredValue>> = BTreeMap::new();
-        let mut slot: u16 = 0;
-        'slots: while slot < SLOTS {
+        found: &mut BTreeMap<Bytes, SlotRecord>,
+    ) -> Result<(), ClusterError> {
+        let span_end = if last + 1 >= SLOTS {
+            key::user_keyspace_end()
+        } else {
+            Bound::Excluded(SlotKey::slot_start(last + 1))
+        };
+        let mut slot = first;
+        'slots: while slot <= last {
             let seek = match start {
                 Bound::Included(s) => Bound::Included(SlotKey::new(slot, s)),
                 Bound::Excluded(s) => Bound::Excluded(SlotKey::new(slot, s)),
                 Bound::Unbounded => Bound::Included(SlotKey::slot_start(slot)),
             };
-            // Open to the end of the user keyspace rather than of `slot`: when `slot` has no
-            // key in range, the same seek finds the next slot that has any.
-            let iter = self
-                .storage
-                .range(seek, key::user_keyspace_end(), ReadMode::Live)?;
+            // Open to the end of the span rather than of `slot`: when `slot` has no key in
+            // range, the same seek finds the next slot that has any.
+            let iter = self.storage.range(seek, span_end, ReadMode::Live)?;
             for item in iter {
                 let r = item?;
                 if r.slot != slot {
@@ -170,15 +134,15 @@ impl<S: Storage> Inner<S> {
                     slot += 1;
                     continue 'slots;
                 }
-                found.insert(r.key, stored(r.record, with_values));
+                found.insert(r.key.clone(), r);
                 if keep.is_some_and(|k| found.len() > k) {
                     found.pop_last();
                 }
             }
-            // The stream ran out: no later slot has keys either.
+            // The stream ran out: no later slot of the span has keys either.
             break;
         }
-        Ok(found)
+        Ok(())
     }
 }
 

@@ -1,23 +1,17 @@
-//! `SCAN`: walking the user keyspace in slot order with resumable integer cursors.
+//! `SCAN` cursors: resumable integers naming a slot and a remembered key.
 //!
-//! Owns [`ScanTable`] and the coordinator's scan step. A cursor is `slot << 48 | handle`: the
+//! Owns [`ScanTable`] and the cursor encoding (the step itself is in `walk`). A cursor is `slot << 48 | handle`: the
 //! slot of the last key returned and a handle (48 bits, never 0) into a bounded LRU table
 //! remembering that key. Resuming reads the engine from just after the remembered key; a
 //! handle the table no longer knows (evicted, a restart, another node) resumes from the start
 //! of the cursor's slot, which may repeat keys but never skips one present throughout the
-//! iteration (Redis's guarantee). Must never hold the table's lock while reading the engine.
+//! iteration (Redis's guarantee). Must never be locked while a replica is read.
 
 use std::collections::{BTreeMap, HashMap};
-use std::ops::Bound;
 
 use bytes::Bytes;
-use ringkv_lsm::ReadMode;
 
-use crate::api::{Response, ScanCursor};
-use crate::coordinator::Inner;
-use crate::error::ClusterError;
-use crate::slot::SLOTS;
-use crate::storage::{key, SlotKey, Storage};
+use crate::api::ScanCursor;
 
 /// Bits of a cursor holding the handle; the slot sits above them.
 pub const HANDLE_BITS: u32 = 48;
@@ -123,82 +117,5 @@ impl ScanTable {
                 self.key_bytes -= old.last_key.len();
             }
         }
-    }
-}
-
-impl<S: Storage> Inner<S> {
-    /// One `SCAN` step: up to `count` keys from `cursor` on, and the cursor after them.
-    pub(crate) fn scan(&self, cursor: ScanCursor, count: usize) -> Result<Response, ClusterError> {
-        let count = count.max(1);
-        let (slot, handle) = split_cursor(cursor);
-        let resume = if cursor.0 == 0 {
-            Resume::Beginning
-        } else {
-            match u16::try_from(slot) {
-                // Not a cursor this coordinator hands out: nothing lies beyond the last slot.
-                Ok(slot) if slot < SLOTS => match self.scans.lock().get(handle) {
-                    Some((known_slot, last)) if known_slot == slot => Resume::After(slot, last),
-                    // Unknown, or a handle since reused for another slot: redo the slot.
-                    _ => Resume::SlotStart(slot),
-                },
-                _ => return Ok(done(Vec::new())),
-            }
-        };
-        let start = match &resume {
-            Resume::Beginning => Bound::Included(SlotKey::slot_start(0)),
-            Resume::SlotStart(slot) => Bound::Included(SlotKey::slot_start(*slot)),
-            Resume::After(slot, last) => Bound::Excluded(SlotKey::new(*slot, last)),
-        };
-        let mut keys = Vec::with_capacity(count.min(1024));
-        let mut last_slot = 0;
-        let mut more = false;
-        for item in self
-            .storage
-            .range(start, key::user_keyspace_end(), ReadMode::Live)?
-        {
-            let record = item?;
-            if keys.len() == count {
-                more = true;
-                break;
-            }
-            last_slot = record.slot;
-            keys.push(record.key);
-        }
-        if !more {
-            return Ok(done(keys));
-        }
-        let last_key = keys.last().cloned().unwrap_or_default();
-        let handle = {
-            let mut scans = self.scans.lock();
-            let handle = loop {
-                let h = self.rng.next_u64() & HANDLE_MASK;
-                if h != 0 && !scans.contains(h) {
-                    break h;
-                }
-            };
-            scans.insert(handle, last_slot, last_key);
-            handle
-        };
-        Ok(Response::Scanned {
-            keys,
-            next: make_cursor(last_slot, handle),
-        })
-    }
-}
-
-/// Where a scan step starts reading.
-enum Resume {
-    /// Cursor 0: the first slot.
-    Beginning,
-    /// The start of a slot (the handle was unknown).
-    SlotStart(u16),
-    /// Just after a remembered key.
-    After(u16, Bytes),
-}
-
-fn done(keys: Vec<Bytes>) -> Response {
-    Response::Scanned {
-        keys,
-        next: ScanCursor(0),
     }
 }

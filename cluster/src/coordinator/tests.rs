@@ -3,6 +3,7 @@
 //! proptest against a `BTreeMap` model.
 
 mod model;
+mod sim;
 
 use std::collections::BTreeSet;
 use std::ops::Bound;

@@ -1,90 +1,262 @@
-//! Point reads and writes: `Get` and (conditional) `Write`.
+//! Writes: unconditional ones from any coordinator, conditional ones on the slot's leader.
 //!
-//! Owns the coordinator's read of live values and its write path: fresh HLC versions, deletes
-//! as tombstones, and compare-and-set on the version checked and applied under the keys'
-//! stripe locks. Must never hold a lock across an `.await` (these functions are synchronous)
-//! and never write part of a request: a request's writes go to the engine as one atomic batch.
+//! Owns [`Shared::write`], [`Shared::lead`] and [`Shared::apply_records`]. Every write gets a
+//! fresh HLC version on its coordinator and goes to every live replica of its slot; the
+//! coordinator answers once the level's replicas have stored it. A conditional write
+//! (compare-and-set on the version: `SET NX`, `INCR`, `RENAME`, ...) runs on its slot's
+//! leader, the first live replica in ring order, which reads the keys at the read level,
+//! checks, versions and writes at the write level while holding the keys' locks; any other
+//! node forwards it there, so two clients `INCR`ing through different nodes still serialise.
+//! A conditional request spanning several slots of a multi-node ring is refused with
+//! `CrossSlot`, as Redis Cluster refuses it. Must never write part of a slot group's
+//! records: one replica set's records reach each replica as one atomic batch.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use ringkv_lsm::Record;
 
-use crate::api::{Condition, Response, StoredValue, Version, Write};
-use crate::coordinator::Inner;
+use crate::api::{Condition, Consistency, Level, Response, Version, Write};
+use crate::coordinator::call::Fanout;
+use crate::coordinator::level::Operation;
+use crate::coordinator::plan::Plan;
+use crate::coordinator::ring_state::RingState;
+use crate::coordinator::Shared;
 use crate::error::ClusterError;
+use crate::rpc::{PeerRequest, PeerResponse};
 use crate::slot::key_slot;
 use crate::storage::{SlotRecord, Storage};
+use crate::transport::Transport;
 
-impl<S: Storage> Inner<S> {
-    /// The live values of `keys`, in order.
-    pub(crate) fn get(&self, keys: &[Bytes]) -> Result<Response, ClusterError> {
-        let now = self.clock.now_ms();
-        let mut values = Vec::with_capacity(keys.len());
-        for key in keys {
-            let record = self.storage.get(key_slot(key), key)?;
-            values.push(record.filter(|r| r.is_live(now)).and_then(|r| {
-                Some(StoredValue {
-                    value: r.value?,
-                    expire_at_ms: r.expire_at_ms,
-                    version: r.version,
-                })
-            }));
+impl<S: Storage, T: Transport> Shared<S, T> {
+    /// Applies `writes` in order at the connection's levels; one flag per write (false: its
+    /// condition did not hold).
+    pub(crate) async fn write(
+        self: &Arc<Self>,
+        writes: Vec<Write>,
+        consistency: Consistency,
+    ) -> Result<Response, ClusterError> {
+        let conditional = writes
+            .iter()
+            .any(|w| matches!(w.condition, Condition::IfVersion(_)));
+        if conditional {
+            return self
+                .conditional(writes, consistency)
+                .await
+                .map(Response::Written);
         }
-        Ok(Response::Values(values))
+        let state = self.ring_state();
+        let n = writes.len();
+        // Held so a conditional write led here is wholly before or after this one.
+        let _guards = self.locks.lock(writes.iter().map(|w| w.key.as_ref())).await;
+        let records = writes
+            .into_iter()
+            .map(|w| self.versioned(key_slot(&w.key), w.key, w.value, w.expire_at_ms))
+            .collect();
+        self.apply_records(&state, records, consistency.write)
+            .await?;
+        Ok(Response::Written(vec![true; n]))
     }
 
-    /// Applies `writes` in order: each condition is checked against the key's live version
-    /// (including earlier writes of this request), each write that holds gets a fresh version,
-    /// and all of them reach the engine in one atomic batch while the keys' locks are held.
-    pub(crate) fn write(&self, writes: Vec<Write>) -> Result<Response, ClusterError> {
-        let _guards = self.locks.lock(writes.iter().map(|w| w.key.as_ref()));
-        let now = self.clock.now_ms();
-        let mut applied: Vec<SlotRecord> = Vec::with_capacity(writes.len());
+    /// Runs conditional `writes` here if this node leads their slot, else forwards them.
+    async fn conditional(
+        self: &Arc<Self>,
+        writes: Vec<Write>,
+        consistency: Consistency,
+    ) -> Result<Vec<bool>, ClusterError> {
+        let state = self.ring_state();
+        let Some(first) = writes.first() else {
+            return Ok(Vec::new());
+        };
+        let slot = key_slot(&first.key);
+        if state.view.members.len() > 1 && writes.iter().any(|w| key_slot(&w.key) != slot) {
+            return Err(ClusterError::CrossSlot);
+        }
+        let replicas = state.ring.replicas(slot);
+        let Some(leader) = replicas.iter().copied().find(|&i| state.member(i).alive) else {
+            // Nobody alive to lead: the plan names the level and the counts.
+            Plan::new(&state, slot, replicas, consistency.write, Operation::Write)?;
+            return Err(ClusterError::NoReplicas { slot });
+        };
+        if state.is_local(leader) {
+            return self.lead(writes, consistency).await;
+        }
+        let n = writes.len();
+        let leader_id = state.member(leader).node_id.clone();
+        match self
+            .call_one(
+                &state,
+                leader,
+                PeerRequest::Coordinate {
+                    writes,
+                    consistency,
+                },
+            )
+            .await
+        {
+            Ok(PeerResponse::Written(flags)) if flags.len() == n => Ok(flags),
+            Ok(PeerResponse::Failed(failure)) => Err(ClusterError::Forwarded(failure.message)),
+            Ok(_) => Err(quorum_failed(
+                consistency.write,
+                format!("leader {leader_id}: unexpected answer"),
+            )),
+            Err(reason) => Err(quorum_failed(
+                consistency.write,
+                format!("leader {leader_id}: {reason}"),
+            )),
+        }
+    }
+
+    /// Runs conditional `writes` as their slot's leader: under the keys' locks, reads the
+    /// current versions at the read level, checks each condition (seeing earlier writes of
+    /// the request), and writes those that hold at the write level.
+    pub(crate) async fn lead(
+        self: &Arc<Self>,
+        writes: Vec<Write>,
+        consistency: Consistency,
+    ) -> Result<Vec<bool>, ClusterError> {
+        let state = self.ring_state();
+        let _guards = self.locks.lock(writes.iter().map(|w| w.key.as_ref())).await;
+        let mut checked: Vec<Bytes> = writes
+            .iter()
+            .filter(|w| matches!(w.condition, Condition::IfVersion(_)))
+            .map(|w| w.key.clone())
+            .collect();
+        checked.sort_unstable();
+        checked.dedup();
+        let records = self
+            .read_records(&state, checked.clone(), consistency.read)
+            .await?;
+        let now = self.inner.clock.now_ms();
+        // Each key's live version as the request goes along (a map, so a large MSETNX stays
+        // linear).
+        let mut current: HashMap<Bytes, Option<Version>> = checked
+            .into_iter()
+            .zip(records)
+            .map(|(k, r)| (k, r.and_then(|r| live_version(&r, now))))
+            .collect();
+        let mut applied = Vec::with_capacity(writes.len());
         let mut flags = Vec::with_capacity(writes.len());
-        // Where each key's latest write of this request is in `applied`, for later conditions
-        // on the same key (a map, so a large MSETNX stays linear).
-        let mut latest: HashMap<Bytes, usize> = HashMap::new();
-        // A lone write has no earlier write to see; it skips the map's allocation.
-        let several = writes.len() > 1;
         for w in writes {
-            let slot = key_slot(&w.key);
             if let Condition::IfVersion(expected) = w.condition {
-                let current = match latest.get(&w.key).map(|&i| &applied[i]) {
-                    Some(earlier) => live_version(&earlier.record, now),
-                    None => self
-                        .storage
-                        .get(slot, &w.key)?
-                        .and_then(|r| live_version(&r, now)),
-                };
-                if current != expected {
+                if current.get(&w.key).copied().flatten() != expected {
                     flags.push(false);
                     continue;
                 }
             }
-            let version = self.hlc.next_version();
-            let record = match w.value {
-                Some(value) => Record::expiring(version, value, w.expire_at_ms),
-                None => Record::tombstone(version),
-            };
-            if several {
-                latest.insert(w.key.clone(), applied.len());
+            let record = self.versioned(key_slot(&w.key), w.key, w.value, w.expire_at_ms);
+            if current.contains_key(&record.key) {
+                current.insert(record.key.clone(), live_version(&record.record, now));
             }
-            applied.push(SlotRecord {
-                slot,
-                key: w.key,
-                record,
-            });
+            applied.push(record);
             flags.push(true);
         }
         if !applied.is_empty() {
-            self.storage.write(applied)?;
+            self.apply_records(&state, applied, consistency.write)
+                .await?;
         }
-        Ok(Response::Written(flags))
+        Ok(flags)
+    }
+
+    /// A record of `key` with a fresh version: the value, or a tombstone for `None`.
+    fn versioned(
+        &self,
+        slot: u16,
+        key: Bytes,
+        value: Option<Bytes>,
+        expire_at_ms: u64,
+    ) -> SlotRecord {
+        let version = self.inner.hlc.next_version();
+        let record = match value {
+            Some(value) => Record::expiring(version, value, expire_at_ms),
+            None => Record::tombstone(version),
+        };
+        SlotRecord { slot, key, record }
+    }
+
+    /// Stores `records` on every live replica of their slots, waiting for `level` in each
+    /// replica set (the sets concurrently).
+    pub(crate) async fn apply_records(
+        self: &Arc<Self>,
+        state: &Arc<RingState>,
+        records: Vec<SlotRecord>,
+        level: Level,
+    ) -> Result<(), ClusterError> {
+        let mut groups: Vec<(u16, Vec<SlotRecord>)> = Vec::new();
+        let mut index: HashMap<&[usize], usize> = HashMap::new();
+        for record in records {
+            let replicas = state.ring.replicas(record.slot);
+            let g = *index.entry(replicas).or_insert_with(|| {
+                groups.push((record.slot, Vec::new()));
+                groups.len() - 1
+            });
+            groups[g].1.push(record);
+        }
+        if groups.len() <= 1 {
+            let Some((slot, records)) = groups.pop() else {
+                return Ok(());
+            };
+            return self.apply_group(state, slot, records, level).await;
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for (slot, records) in groups {
+            let shared = Arc::clone(self);
+            let state = Arc::clone(state);
+            tasks.spawn(async move { shared.apply_group(&state, slot, records, level).await });
+        }
+        let mut first_error = None;
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => {
+                    first_error.get_or_insert(ClusterError::ShuttingDown);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    async fn apply_group(
+        self: &Arc<Self>,
+        state: &Arc<RingState>,
+        slot: u16,
+        records: Vec<SlotRecord>,
+        level: Level,
+    ) -> Result<(), ClusterError> {
+        let plan = Plan::new(
+            state,
+            slot,
+            state.ring.replicas(slot),
+            level,
+            Operation::Write,
+        )?;
+        self.gather(
+            state,
+            plan,
+            PeerRequest::Apply { records },
+            Fanout::All,
+            |r| matches!(r, PeerResponse::Applied),
+        )
+        .await
+        .map(|_| ())
     }
 }
 
 /// The version of `record` if it is a live value at `now_ms`.
 fn live_version(record: &Record, now_ms: u64) -> Option<Version> {
     record.is_live(now_ms).then_some(record.version)
+}
+
+fn quorum_failed(level: Level, error: String) -> ClusterError {
+    ClusterError::QuorumFailed {
+        level,
+        required: 1,
+        answered: 0,
+        errors: vec![error],
+    }
 }

@@ -1,0 +1,407 @@
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use super::conn::{read_frame, write_frame};
+use super::*;
+use crate::wire::{Frame, FrameKind};
+
+/// A slot number that makes [`Echo`] never answer.
+const NEVER: u16 = u16::MAX;
+/// A slot number that makes [`Echo`] answer after [`SLOW`].
+const SLOW_SLOT: u16 = u16::MAX - 1;
+const SLOW: Duration = Duration::from_millis(400);
+const LONG: Duration = Duration::from_secs(10);
+
+/// Answers `CountSlots` with `Counts([its node, the sender, the request's hlc])`, after a
+/// few milliseconds chosen by the slot (so concurrent answers come back out of order).
+struct Echo {
+    node: u32,
+    seen: AtomicU64,
+}
+
+impl Handler for Echo {
+    async fn handle(&self, from: u32, request: Stamped<PeerRequest>) -> Stamped<PeerResponse> {
+        self.seen.fetch_add(1, Ordering::SeqCst);
+        let slot = match &request.body {
+            PeerRequest::CountSlots { slots } => slots.first().copied().unwrap_or(0),
+            _ => 0,
+        };
+        match slot {
+            NEVER => std::future::pending::<()>().await,
+            SLOW_SLOT => tokio::time::sleep(SLOW).await,
+            n => tokio::time::sleep(Duration::from_millis(u64::from(n % 5))).await,
+        }
+        Stamped {
+            hlc: request.hlc,
+            body: PeerResponse::Counts(vec![u64::from(self.node), u64::from(from), request.hlc]),
+        }
+    }
+}
+
+fn config(node: u32, listen: SocketAddr) -> TcpConfig {
+    TcpConfig {
+        connect_timeout: Duration::from_millis(500),
+        backoff_min: Duration::from_millis(20),
+        backoff_max: Duration::from_millis(200),
+        ..TcpConfig::new(node, listen)
+    }
+}
+
+async fn node_at(node: u32, listen: SocketAddr) -> (TcpTransport<Echo>, Arc<Echo>) {
+    let echo = Arc::new(Echo {
+        node,
+        seen: AtomicU64::new(0),
+    });
+    let transport = TcpTransport::bind(config(node, listen), Arc::clone(&echo))
+        .await
+        .expect("bind loopback");
+    (transport, echo)
+}
+
+async fn node(node: u32) -> (TcpTransport<Echo>, Arc<Echo>) {
+    node_at(node, SocketAddr::from(([127, 0, 0, 1], 0))).await
+}
+
+fn peer(number: u32, transport: &TcpTransport<Echo>) -> Peer {
+    Peer {
+        number,
+        addr: transport.local_addr(),
+    }
+}
+
+fn ask(hlc: u64, slot: u16) -> Stamped<PeerRequest> {
+    Stamped {
+        hlc,
+        body: PeerRequest::CountSlots { slots: vec![slot] },
+    }
+}
+
+/// Polls `done` every 10 ms until it holds or `LONG` passes.
+async fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + LONG;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    done()
+}
+
+#[tokio::test]
+async fn calls_go_both_ways_over_one_connection() {
+    let (a, _) = node(1).await;
+    let (b, _) = node(2).await;
+    let reply = a.call(peer(2, &b), ask(7, 1), LONG).await.expect("a to b");
+    assert_eq!(reply.body, PeerResponse::Counts(vec![2, 1, 7]));
+    // b reaches a over the connection a dialed: a's address is never needed.
+    let nowhere = Peer {
+        number: 1,
+        addr: SocketAddr::from(([127, 0, 0, 1], 9)),
+    };
+    let reply = b.call(nowhere, ask(8, 1), LONG).await.expect("b to a");
+    assert_eq!(reply.body, PeerResponse::Counts(vec![1, 2, 8]));
+    assert_eq!(a.stats().connections_open, 1);
+    assert_eq!(b.stats().connections_open, 1);
+}
+
+#[tokio::test]
+async fn serves_on_a_listener_bound_by_the_caller() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let echo = Arc::new(Echo {
+        node: 2,
+        seen: AtomicU64::new(0),
+    });
+    let b = TcpTransport::with_listener(config(2, addr), listener, echo).expect("serve");
+    assert_eq!(b.local_addr(), addr);
+    let (a, _) = node(1).await;
+    let reply = a
+        .call(Peer { number: 2, addr }, ask(4, 0), LONG)
+        .await
+        .expect("a to b");
+    assert_eq!(reply.body, PeerResponse::Counts(vec![2, 1, 4]));
+}
+
+#[tokio::test]
+async fn a_node_calls_itself_without_a_socket() {
+    let (a, _) = node(1).await;
+    let reply = a.call(peer(1, &a), ask(3, 0), LONG).await.expect("self");
+    assert_eq!(reply.body, PeerResponse::Counts(vec![1, 1, 3]));
+    assert_eq!(a.stats().connections_open, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_are_multiplexed() {
+    let (a, _) = node(1).await;
+    let (b, echo) = node(2).await;
+    let target = peer(2, &b);
+    let calls: Vec<_> = (0..200u64)
+        .map(|i| {
+            let a = a.clone();
+            tokio::spawn(async move { (i, a.call(target, ask(i, i as u16), LONG).await) })
+        })
+        .collect();
+    for call in calls {
+        let (i, reply) = call.await.expect("task");
+        let reply = reply.expect("answered");
+        assert_eq!(reply.body, PeerResponse::Counts(vec![2, 1, i]));
+    }
+    assert_eq!(echo.seen.load(Ordering::SeqCst), 200);
+    assert_eq!(a.stats().connections_open, 1);
+    assert_eq!(a.stats().calls, 200);
+}
+
+#[tokio::test]
+async fn a_dead_port_fails_with_connection_then_fails_fast() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    drop(listener);
+    let (a, _) = node(1).await;
+    let dead = Peer { number: 2, addr };
+    let err = a
+        .call(dead, ask(1, 0), LONG)
+        .await
+        .expect_err("nobody listens");
+    assert!(matches!(err, TransportError::Connection { .. }), "{err}");
+    let err = a
+        .call(dead, ask(1, 0), LONG)
+        .await
+        .expect_err("backing off");
+    match err {
+        TransportError::Connection { reason, .. } => {
+            assert!(reason.contains("backing off"), "{reason}")
+        }
+        other => panic!("expected a connection error, got {other}"),
+    }
+    // The second call did not dial.
+    assert_eq!(a.stats().connection_failures, 1);
+}
+
+#[tokio::test]
+async fn an_unanswered_call_times_out_and_the_connection_serves_others() {
+    let (a, _) = node(1).await;
+    let (b, _) = node(2).await;
+    let target = peer(2, &b);
+    let timeout = Duration::from_millis(200);
+    let err = a
+        .call(target, ask(1, NEVER), timeout)
+        .await
+        .expect_err("never answered");
+    assert_eq!(err, TransportError::Timeout(timeout));
+    let reply = a.call(target, ask(2, 0), LONG).await.expect("still served");
+    assert_eq!(reply.body, PeerResponse::Counts(vec![2, 1, 2]));
+    let stats = a.stats();
+    assert_eq!((stats.timeouts, stats.connections_open), (1, 1));
+}
+
+#[tokio::test]
+async fn a_late_response_is_ignored() {
+    let (a, _) = node(1).await;
+    let (b, echo) = node(2).await;
+    let target = peer(2, &b);
+    let err = a
+        .call(target, ask(1, SLOW_SLOT), Duration::from_millis(50))
+        .await
+        .expect_err("slower than the deadline");
+    assert!(matches!(err, TransportError::Timeout(_)));
+    // Keep calling until the slow answer has come and gone; every answer is the caller's own.
+    let mut hlc = 100;
+    let before = Instant::now();
+    while before.elapsed() < SLOW * 2 {
+        hlc += 1;
+        let reply = a.call(target, ask(hlc, 0), LONG).await.expect("answered");
+        assert_eq!(reply.body, PeerResponse::Counts(vec![2, 1, hlc]));
+    }
+    assert!(echo.seen.load(Ordering::SeqCst) > 2);
+    assert_eq!(a.stats().connections_open, 1);
+}
+
+#[tokio::test]
+async fn a_request_over_the_bound_is_refused() {
+    let echo = Arc::new(Echo {
+        node: 1,
+        seen: AtomicU64::new(0),
+    });
+    let mut small = config(1, SocketAddr::from(([127, 0, 0, 1], 0)));
+    small.max_frame_bytes = 1024;
+    let a = TcpTransport::bind(small, echo).await.expect("bind");
+    let (b, _) = node(2).await;
+    let big = Stamped {
+        hlc: 1,
+        body: PeerRequest::Read {
+            keys: vec![(1, Bytes::from(vec![0u8; 2048]))],
+        },
+    };
+    let err = a.call(peer(2, &b), big, LONG).await.expect_err("too large");
+    assert!(
+        matches!(err, TransportError::TooLarge { limit: 1024, .. }),
+        "{err}"
+    );
+}
+
+/// Connects a raw socket to `target` and does the handshake as node 99.
+async fn raw_peer(target: SocketAddr) -> TcpStream {
+    let mut raw = TcpStream::connect(target).await.expect("connect");
+    let codec = FrameCodec::default();
+    write_frame(&mut raw, &codec, &Frame::handshake(99))
+        .await
+        .expect("send handshake");
+    let mut buf = BytesMut::new();
+    let frame = read_frame(&mut raw, &mut codec.clone(), &mut buf)
+        .await
+        .expect("read handshake")
+        .expect("a frame");
+    assert_eq!(frame.handshake_node().expect("a handshake"), 2);
+    raw
+}
+
+/// Waits for `raw` to be closed by the other side.
+async fn closed_by_peer(raw: &mut TcpStream) {
+    let mut buf = BytesMut::new();
+    let outcome = tokio::time::timeout(LONG, read_frame(raw, &mut FrameCodec::default(), &mut buf))
+        .await
+        .expect("the node drops the connection");
+    assert!(!matches!(outcome, Ok(Some(_))), "no frame expected");
+}
+
+#[tokio::test]
+async fn a_bad_checksum_drops_the_connection_not_the_node() {
+    let (b, _) = node(2).await;
+    let mut raw = raw_peer(b.local_addr()).await;
+    let mut bytes = BytesMut::new();
+    let frame = Frame {
+        kind: FrameKind::Request,
+        request_id: 1,
+        payload: crate::wire::encode_request(&ask(1, 0)),
+    };
+    FrameCodec::default()
+        .encode_ref(&frame, &mut bytes)
+        .expect("encode");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xFF;
+    raw.write_all(&bytes).await.expect("send");
+    closed_by_peer(&mut raw).await;
+    assert_eq!(b.stats().frames_dropped, 1);
+
+    let (a, _) = node(1).await;
+    a.call(peer(2, &b), ask(5, 0), LONG)
+        .await
+        .expect("still serving");
+}
+
+#[tokio::test]
+async fn an_oversized_frame_drops_the_connection_not_the_node() {
+    let (b, _) = node(2).await;
+    let mut raw = raw_peer(b.local_addr()).await;
+    raw.write_all(&u32::MAX.to_be_bytes()).await.expect("send");
+    closed_by_peer(&mut raw).await;
+    assert_eq!(b.stats().frames_dropped, 1);
+
+    let (a, _) = node(1).await;
+    a.call(peer(2, &b), ask(5, 0), LONG)
+        .await
+        .expect("still serving");
+}
+
+#[tokio::test]
+async fn another_protocol_version_is_refused_at_the_handshake() {
+    let (b, _) = node(2).await;
+    let mut raw = TcpStream::connect(b.local_addr()).await.expect("connect");
+    let mut bytes = BytesMut::new();
+    FrameCodec::default()
+        .encode_ref(&Frame::handshake(99), &mut bytes)
+        .expect("encode");
+    bytes[4] = crate::wire::PROTOCOL_VERSION + 1;
+    raw.write_all(&bytes).await.expect("send");
+    // The node's own handshake arrives first, then the end of the stream.
+    let mut buf = BytesMut::new();
+    let mut codec = FrameCodec::default();
+    let first = read_frame(&mut raw, &mut codec, &mut buf)
+        .await
+        .expect("handshake");
+    assert!(matches!(
+        first,
+        Some(Frame {
+            kind: FrameKind::Handshake,
+            ..
+        })
+    ));
+    closed_by_peer(&mut raw).await;
+    assert!(eventually(|| b.stats().connection_failures == 1).await);
+    assert_eq!(b.stats().connections_open, 0);
+}
+
+#[tokio::test]
+async fn a_restarted_peer_is_reached_again() {
+    let (a, _) = node(1).await;
+    let (b, _) = node(2).await;
+    let target = peer(2, &b);
+    a.call(target, ask(1, 0), LONG).await.expect("first");
+    b.shutdown().await;
+    drop(b);
+    let err = a
+        .call(target, ask(2, 0), LONG)
+        .await
+        .expect_err("b is gone");
+    assert!(matches!(err, TransportError::Connection { .. }), "{err}");
+
+    let (_b, _) = node_at(2, target.addr).await;
+    let deadline = Instant::now() + LONG;
+    let reply = loop {
+        match a.call(target, ask(3, 0), Duration::from_secs(1)).await {
+            Ok(reply) => break reply,
+            Err(e) if Instant::now() < deadline => {
+                assert!(matches!(e, TransportError::Connection { .. }), "{e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("never reconnected: {e}"),
+        }
+    };
+    assert_eq!(reply.body, PeerResponse::Counts(vec![2, 1, 3]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_dials_settle_on_one_connection() {
+    for _ in 0..5 {
+        let (a, _) = node(1).await;
+        let (b, _) = node(2).await;
+        let (to_b, to_a) = (peer(2, &b), peer(1, &a));
+        let (ab, ba) = tokio::join!(a.call(to_b, ask(1, 0), LONG), b.call(to_a, ask(2, 0), LONG));
+        ab.expect("a to b");
+        ba.expect("b to a");
+        assert!(
+            eventually(|| a.stats().connections_open == 1 && b.stats().connections_open == 1).await,
+            "a {:?}, b {:?}",
+            a.stats(),
+            b.stats()
+        );
+        a.call(to_b, ask(3, 0), LONG).await.expect("a to b after");
+        b.call(to_a, ask(4, 0), LONG).await.expect("b to a after");
+    }
+}
+
+#[tokio::test]
+async fn shutdown_fails_pending_calls_with_closed() {
+    let (a, _) = node(1).await;
+    let (b, echo) = node(2).await;
+    let target = peer(2, &b);
+    let caller = a.clone();
+    let call = tokio::spawn(async move { caller.call(target, ask(1, NEVER), LONG).await });
+    assert!(eventually(|| echo.seen.load(Ordering::SeqCst) == 1).await);
+    a.shutdown().await;
+    assert_eq!(call.await.expect("task"), Err(TransportError::Closed));
+    assert_eq!(
+        a.call(target, ask(2, 0), LONG).await,
+        Err(TransportError::Closed)
+    );
+    assert_eq!(a.stats().connections_open, 0);
+    // The peer notices and forgets the connection too.
+    assert!(eventually(|| b.stats().connections_open == 0).await);
+}

@@ -1,0 +1,203 @@
+//! Frames: how messages are cut out of a byte stream.
+//!
+//! A frame is `length: u32 | version: u8 | kind: u8 | request id: u64 | crc32: u32 | payload`,
+//! where `length` counts every byte after itself and the CRC32 (`crc32fast`) covers the
+//! payload. [`FrameCodec`] is a `tokio-util` codec: it refuses a frame whose declared length is
+//! over its bound before buffering it, a frame of another protocol version, an unknown kind and
+//! a payload that fails its checksum. Must never decode the payload: that is the message
+//! layer's job, once the frame is known to be whole and intact.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use tokio_util::codec::{Decoder, Encoder};
+
+use super::buf::Reader;
+use super::{WireError, DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION};
+
+/// Bytes of a frame before its payload (length, version, kind, request id, CRC).
+pub const FRAME_HEADER_BYTES: usize = 4 + 1 + 1 + 8 + 4;
+
+/// What a frame carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FrameKind {
+    /// The first frame each side sends on a new connection: its node number.
+    Handshake,
+    /// A [`PeerRequest`](crate::rpc::PeerRequest); the request id is the caller's.
+    Request,
+    /// A [`PeerResponse`](crate::rpc::PeerResponse) to the request with the same id.
+    Response,
+}
+
+impl FrameKind {
+    fn tag(self) -> u8 {
+        match self {
+            FrameKind::Handshake => 1,
+            FrameKind::Request => 2,
+            FrameKind::Response => 3,
+        }
+    }
+
+    fn from_tag(tag: u8) -> Result<Self, WireError> {
+        match tag {
+            1 => Ok(FrameKind::Handshake),
+            2 => Ok(FrameKind::Request),
+            3 => Ok(FrameKind::Response),
+            tag => Err(WireError::UnknownTag {
+                what: "frame kind",
+                tag,
+            }),
+        }
+    }
+}
+
+/// One frame: its kind, the request id it belongs to and its (checksum-verified) payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// What the payload is.
+    pub kind: FrameKind,
+    /// Pairs a response with its request; 0 for handshakes.
+    pub request_id: u64,
+    /// The encoded message.
+    pub payload: Bytes,
+}
+
+impl Frame {
+    /// The handshake frame of the node numbered `node`.
+    pub fn handshake(node: u32) -> Self {
+        Self {
+            kind: FrameKind::Handshake,
+            request_id: 0,
+            payload: Bytes::copy_from_slice(&node.to_be_bytes()),
+        }
+    }
+
+    /// The node number a handshake frame carries.
+    ///
+    /// # Errors
+    /// [`WireError::UnknownTag`] when this is not a handshake, [`WireError::Truncated`] or
+    /// [`WireError::TrailingBytes`] when its payload is not a node number.
+    pub fn handshake_node(&self) -> Result<u32, WireError> {
+        if self.kind != FrameKind::Handshake {
+            return Err(WireError::UnknownTag {
+                what: "handshake frame kind",
+                tag: self.kind.tag(),
+            });
+        }
+        let mut reader = Reader::new(self.payload.clone());
+        let node = reader.u32()?;
+        reader.finish()?;
+        Ok(node)
+    }
+
+    /// The frame's size on the wire.
+    pub fn encoded_len(&self) -> usize {
+        FRAME_HEADER_BYTES + self.payload.len()
+    }
+}
+
+/// Cuts frames out of a byte stream and writes them into one, both bounded by
+/// `max_frame_bytes` (the whole frame, header included).
+#[derive(Clone, Copy, Debug)]
+pub struct FrameCodec {
+    max_frame_bytes: usize,
+}
+
+impl FrameCodec {
+    /// A codec refusing frames over `max_frame_bytes` (raised to the header size if smaller).
+    pub fn new(max_frame_bytes: usize) -> Self {
+        Self {
+            max_frame_bytes: max_frame_bytes.max(FRAME_HEADER_BYTES),
+        }
+    }
+
+    /// The bound on one frame.
+    pub fn max_frame_bytes(&self) -> usize {
+        self.max_frame_bytes
+    }
+
+    fn size_error(&self, bytes: u64) -> WireError {
+        WireError::FrameSize {
+            bytes,
+            min: FRAME_HEADER_BYTES,
+            limit: self.max_frame_bytes,
+        }
+    }
+}
+
+impl Default for FrameCodec {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_FRAME_BYTES)
+    }
+}
+
+impl Decoder for FrameCodec {
+    type Item = Frame;
+    type Error = WireError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, WireError> {
+        let Some(prefix) = src.get(..4) else {
+            return Ok(None);
+        };
+        let declared = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
+        // The bound is checked on the declared length, before a byte of the body is buffered.
+        let total = 4 + u64::from(declared);
+        let total = match usize::try_from(total) {
+            Ok(total) if (FRAME_HEADER_BYTES..=self.max_frame_bytes).contains(&total) => total,
+            _ => return Err(self.size_error(total)),
+        };
+        if src.len() < total {
+            src.reserve(total - src.len());
+            return Ok(None);
+        }
+        let mut frame = src.split_to(total);
+        frame.advance(4);
+        let version = frame.get_u8();
+        if version != PROTOCOL_VERSION {
+            return Err(WireError::UnsupportedVersion {
+                got: version,
+                supported: PROTOCOL_VERSION,
+            });
+        }
+        let kind = FrameKind::from_tag(frame.get_u8())?;
+        let request_id = frame.get_u64();
+        let expected = frame.get_u32();
+        let got = crc32fast::hash(&frame);
+        if got != expected {
+            return Err(WireError::BadChecksum { expected, got });
+        }
+        Ok(Some(Frame {
+            kind,
+            request_id,
+            payload: frame.freeze(),
+        }))
+    }
+}
+
+impl Encoder<Frame> for FrameCodec {
+    type Error = WireError;
+
+    fn encode(&mut self, frame: Frame, dst: &mut BytesMut) -> Result<(), WireError> {
+        self.encode_ref(&frame, dst)
+    }
+}
+
+impl FrameCodec {
+    /// Appends `frame` to `dst`.
+    ///
+    /// # Errors
+    /// [`WireError::FrameSize`] when the frame is over the bound (nothing is written).
+    pub fn encode_ref(&self, frame: &Frame, dst: &mut BytesMut) -> Result<(), WireError> {
+        let total = frame.encoded_len();
+        let declared = u32::try_from(total - 4)
+            .ok()
+            .filter(|_| total <= self.max_frame_bytes)
+            .ok_or_else(|| self.size_error(total as u64))?;
+        dst.reserve(total);
+        dst.put_u32(declared);
+        dst.put_u8(PROTOCOL_VERSION);
+        dst.put_u8(frame.kind.tag());
+        dst.put_u64(frame.request_id);
+        dst.put_u32(crc32fast::hash(&frame.payload));
+        dst.put_slice(&frame.payload);
+        Ok(())
+    }
+}
