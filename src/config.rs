@@ -72,6 +72,53 @@ pub struct Flags {
     /// Default write consistency of a new connection [default: QUORUM].
     #[arg(long, env = "RINGKV_WRITE_CONSISTENCY", value_name = "LEVEL")]
     pub write_consistency: Option<String>,
+    /// Internal bus port: peer requests (TCP) and gossip (UDP) [default: the client port +
+    /// 10000; with `--port 0`, 0 = any free port, fine for a lone node but not for one that
+    /// others name in `--seeds`].
+    #[arg(long, env = "RINGKV_BUS_PORT", value_name = "N")]
+    pub bus_port: Option<u16>,
+    /// Bus addresses of nodes to join through, comma-separated [default: none, a cluster of
+    /// its own]. Listing this node itself is harmless.
+    #[arg(
+        long,
+        env = "RINGKV_SEEDS",
+        value_name = "HOST:BUSPORT,...",
+        value_delimiter = ','
+    )]
+    pub seeds: Option<Vec<String>>,
+    /// Replicas of each slot [default: 3]. A slot gets min(N, nodes in the ring) replicas, so a
+    /// lone node with the default still serves QUORUM and ALL.
+    #[arg(long, env = "RINGKV_REPLICATION_FACTOR", value_name = "N")]
+    pub replication_factor: Option<usize>,
+    /// Ring tokens (virtual nodes) this node takes when it first starts, 1 to 4096 [default:
+    /// 256]. Later starts keep the tokens stored in the data directory.
+    #[arg(long, env = "RINGKV_VNODES", value_name = "N")]
+    pub vnodes: Option<usize>,
+    /// This node's datacenter [default: dc1].
+    #[arg(long, env = "RINGKV_DC", value_name = "NAME")]
+    pub dc: Option<String>,
+    /// This node's rack; replicas go to distinct racks first [default: rack1].
+    #[arg(long, env = "RINGKV_RACK", value_name = "NAME")]
+    pub rack: Option<String>,
+    /// Name of the cluster; gossip from a cluster of another name is ignored [default:
+    /// ringkv].
+    #[arg(long, env = "RINGKV_CLUSTER_NAME", value_name = "NAME")]
+    pub cluster_name: Option<String>,
+    /// Address given to clients (CLUSTER SLOTS) and peers [default: the bind address, which
+    /// must then not be 0.0.0.0 or ::].
+    #[arg(long, env = "RINGKV_ANNOUNCE_IP", value_name = "ADDR")]
+    pub announce_ip: Option<IpAddr>,
+    /// Milliseconds between gossip rounds, 10 to 60000 [default: 500].
+    #[arg(long, env = "RINGKV_GOSSIP_INTERVAL_MS", value_name = "MS")]
+    pub gossip_interval_ms: Option<u64>,
+    /// Failure detector threshold: a peer silent for about this many gossip intervals is down
+    /// (Cassandra's phi_convict_threshold), above 0 and at most 100 [default: 8].
+    #[arg(long, env = "RINGKV_PHI_THRESHOLD", value_name = "PHI")]
+    pub phi_threshold: Option<f64>,
+    /// Milliseconds a first start listens to its seeds before choosing ring tokens, at most
+    /// 600000 [default: 2000].
+    #[arg(long, env = "RINGKV_JOIN_WAIT_MS", value_name = "MS")]
+    pub join_wait_ms: Option<u64>,
 }
 
 /// What the TOML file may set: the same names as the flags, with underscores.
@@ -91,6 +138,35 @@ pub struct FileConfig {
     worker_threads: Option<usize>,
     read_consistency: Option<String>,
     write_consistency: Option<String>,
+    bus_port: Option<u16>,
+    seeds: Option<SeedList>,
+    replication_factor: Option<usize>,
+    vnodes: Option<usize>,
+    dc: Option<String>,
+    rack: Option<String>,
+    cluster_name: Option<String>,
+    announce_ip: Option<IpAddr>,
+    gossip_interval_ms: Option<u64>,
+    phi_threshold: Option<f64>,
+    join_wait_ms: Option<u64>,
+}
+
+/// `seeds` in the file: a TOML array of `"host:port"` strings, or one comma-separated string
+/// as the flag and the environment take it.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum SeedList {
+    List(Vec<String>),
+    Commas(String),
+}
+
+impl SeedList {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            SeedList::List(list) => list,
+            SeedList::Commas(text) => text.split(',').map(str::to_owned).collect(),
+        }
+    }
 }
 
 /// A configuration problem, reported before anything starts.
@@ -125,7 +201,7 @@ pub enum ConfigError {
 }
 
 /// The resolved configuration of one node.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     /// The configuration file read, if any.
     pub config_file: Option<PathBuf>,
@@ -153,7 +229,37 @@ pub struct Config {
     pub worker_threads: usize,
     /// Default consistency of new connections.
     pub consistency: Consistency,
+    /// Bus port for peers and gossip (0: any free port, only when `port` is 0 too or it was
+    /// asked for).
+    pub bus_port: u16,
+    /// Bus addresses (`host:port`) to join through, trimmed, without empty entries; empty: a
+    /// cluster of its own.
+    pub seeds: Vec<String>,
+    /// Replicas per slot (the ring uses min(this, its nodes)); at least 1.
+    pub replication_factor: usize,
+    /// Tokens taken on first start, 1..=[`MAX_VNODES`].
+    pub vnodes: usize,
+    /// Datacenter name.
+    pub dc: String,
+    /// Rack name.
+    pub rack: String,
+    /// Cluster name; gossip ignores other clusters.
+    pub cluster_name: String,
+    /// Address announced to clients and peers; never unspecified (0.0.0.0 / ::).
+    pub announce_ip: IpAddr,
+    /// Milliseconds between gossip rounds.
+    pub gossip_interval_ms: u64,
+    /// Phi above which the failure detector marks a peer down; finite, above 0.
+    pub phi_threshold: f64,
+    /// Milliseconds a first start waits for the ring before choosing tokens.
+    pub join_wait_ms: u64,
 }
+
+/// Distance of the default bus port from the client port (Redis Cluster's convention).
+pub const BUS_PORT_OFFSET: u16 = 10_000;
+
+/// Most ring tokens one node may take.
+pub const MAX_VNODES: usize = 4096;
 
 impl Config {
     /// Merges flags (and their environment variables) over the file over the defaults.
@@ -212,13 +318,70 @@ impl Config {
                 });
             }
         }
+        let bind = flags
+            .bind
+            .or(file.bind)
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let port = flags.port.or(file.port).unwrap_or(6379);
+        let bus_port = resolve_bus_port(port, flags.bus_port.or(file.bus_port))?;
+        let seeds = match flags.seeds {
+            Some(seeds) => seeds,
+            None => file.seeds.map(SeedList::into_vec).unwrap_or_default(),
+        };
+        let seeds = validate_seeds(seeds)?;
+        let replication_factor = flags
+            .replication_factor
+            .or(file.replication_factor)
+            .unwrap_or(3);
+        if replication_factor == 0 {
+            return Err(ConfigError::Invalid {
+                name: "replication_factor",
+                reason: "must be at least 1".into(),
+            });
+        }
+        let vnodes = flags.vnodes.or(file.vnodes).unwrap_or(256);
+        if !(1..=MAX_VNODES).contains(&vnodes) {
+            return Err(ConfigError::Invalid {
+                name: "vnodes",
+                reason: format!("must be 1 to {MAX_VNODES}, not {vnodes}"),
+            });
+        }
+        let dc = validate_name("dc", flags.dc.or(file.dc), "dc1")?;
+        let rack = validate_name("rack", flags.rack.or(file.rack), "rack1")?;
+        let cluster_name = validate_name(
+            "cluster_name",
+            flags.cluster_name.or(file.cluster_name),
+            "ringkv",
+        )?;
+        let announce_ip = resolve_announce_ip(bind, flags.announce_ip.or(file.announce_ip))?;
+        let gossip_interval_ms = flags
+            .gossip_interval_ms
+            .or(file.gossip_interval_ms)
+            .unwrap_or(500);
+        if !(10..=60_000).contains(&gossip_interval_ms) {
+            return Err(ConfigError::Invalid {
+                name: "gossip_interval_ms",
+                reason: format!("must be 10 to 60000, not {gossip_interval_ms}"),
+            });
+        }
+        let phi_threshold = flags.phi_threshold.or(file.phi_threshold).unwrap_or(8.0);
+        if !(phi_threshold > 0.0 && phi_threshold <= 100.0) {
+            return Err(ConfigError::Invalid {
+                name: "phi_threshold",
+                reason: format!("must be above 0 and at most 100, not {phi_threshold}"),
+            });
+        }
+        let join_wait_ms = flags.join_wait_ms.or(file.join_wait_ms).unwrap_or(2000);
+        if join_wait_ms > 600_000 {
+            return Err(ConfigError::Invalid {
+                name: "join_wait_ms",
+                reason: format!("must be at most 600000, not {join_wait_ms}"),
+            });
+        }
         Ok(Config {
             config_file: flags.config,
-            bind: flags
-                .bind
-                .or(file.bind)
-                .unwrap_or(IpAddr::from([127, 0, 0, 1])),
-            port: flags.port.or(file.port).unwrap_or(6379),
+            bind,
+            port,
             data_dir: flags
                 .data_dir
                 .or(file.data_dir)
@@ -238,7 +401,122 @@ impl Config {
             timeout_secs: flags.timeout.or(file.timeout).unwrap_or(0),
             worker_threads,
             consistency: Consistency { read, write },
+            bus_port,
+            seeds,
+            replication_factor,
+            vnodes,
+            dc,
+            rack,
+            cluster_name,
+            announce_ip,
+            gossip_interval_ms,
+            phi_threshold,
+            join_wait_ms,
         })
+    }
+}
+
+/// The bus port: as given, else the client port + [`BUS_PORT_OFFSET`], else (client port 0,
+/// an in-process or test node) 0 as well, any free port.
+fn resolve_bus_port(port: u16, bus_port: Option<u16>) -> Result<u16, ConfigError> {
+    let bus_port = match bus_port {
+        Some(bus_port) => bus_port,
+        None if port == 0 => 0,
+        None => port
+            .checked_add(BUS_PORT_OFFSET)
+            .ok_or_else(|| ConfigError::Invalid {
+                name: "bus_port",
+                reason: format!(
+                    "the default, client port {port} + {BUS_PORT_OFFSET}, is above 65535; \
+                     give --bus-port"
+                ),
+            })?,
+    };
+    if bus_port != 0 && bus_port == port {
+        return Err(ConfigError::Invalid {
+            name: "bus_port",
+            reason: format!("must differ from the client port {port}"),
+        });
+    }
+    Ok(bus_port)
+}
+
+/// Trims each seed, drops empty ones (so `--seeds ""` means none) and checks each is
+/// `host:port` with a non-zero port (`[v6]:port` for IPv6 literals). Host names are kept for
+/// the node to resolve, since a peer's address may change between restarts.
+fn validate_seeds(seeds: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    let mut out = Vec::with_capacity(seeds.len());
+    for seed in seeds {
+        let seed = seed.trim();
+        if seed.is_empty() {
+            continue;
+        }
+        let invalid = |why: &str| ConfigError::Invalid {
+            name: "seeds",
+            reason: format!("'{seed}' is not HOST:BUSPORT ({why})"),
+        };
+        let (host, port) = seed.rsplit_once(':').ok_or_else(|| invalid("no port"))?;
+        match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            Some(v6) if v6.parse::<std::net::Ipv6Addr>().is_err() => {
+                return Err(invalid("not an IPv6 address in the brackets"));
+            }
+            Some(_) => {}
+            None if host.contains(':') => {
+                return Err(invalid("an IPv6 address goes in brackets: [::1]:17001"));
+            }
+            None if host.is_empty()
+                || host.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+            {
+                return Err(invalid("no host"));
+            }
+            None => {}
+        }
+        match port.parse::<u16>() {
+            Ok(p) if p != 0 => {}
+            _ => return Err(invalid("the port must be 1 to 65535")),
+        }
+        out.push(seed.to_owned());
+    }
+    Ok(out)
+}
+
+/// A datacenter, rack or cluster name: `default` when unset, else 1 to 64 characters without
+/// spaces or control characters (they appear in gossip keys and in `RINGKV STATUS`).
+fn validate_name(
+    name: &'static str,
+    value: Option<String>,
+    default: &str,
+) -> Result<String, ConfigError> {
+    let value = value.unwrap_or_else(|| default.to_owned());
+    if value.is_empty()
+        || value.len() > 64
+        || value.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(ConfigError::Invalid {
+            name,
+            reason: format!("'{value}' must be 1 to 64 characters without spaces"),
+        });
+    }
+    Ok(value)
+}
+
+/// The address peers and clients are told: the one given, else the bind address. A wildcard
+/// bind cannot be announced (nobody can connect to 0.0.0.0), so it needs one said.
+fn resolve_announce_ip(bind: IpAddr, announce: Option<IpAddr>) -> Result<IpAddr, ConfigError> {
+    match announce {
+        Some(ip) if ip.is_unspecified() => Err(ConfigError::Invalid {
+            name: "announce_ip",
+            reason: format!("{ip} cannot be reached by peers or clients; give a real address"),
+        }),
+        Some(ip) => Ok(ip),
+        None if bind.is_unspecified() => Err(ConfigError::Invalid {
+            name: "announce_ip",
+            reason: format!(
+                "the bind address {bind} listens everywhere but cannot be announced; give \
+                 --announce-ip with the address peers and clients should use"
+            ),
+        }),
+        None => Ok(bind),
     }
 }
 
@@ -267,62 +545,4 @@ fn parse_level(name: &'static str, value: Option<String>) -> Result<Level, Confi
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_are_a_local_node() {
-        let config = Config::load(Flags::default()).expect("defaults load");
-        assert_eq!(config.bind, IpAddr::from([127, 0, 0, 1]));
-        assert_eq!(config.port, 6379);
-        assert_eq!(config.data_dir, PathBuf::from("ringkv-data"));
-        assert_eq!(config.fsync, FsyncPolicy::Periodic);
-        assert_eq!(config.consistency, Consistency::default());
-    }
-
-    #[test]
-    fn flags_override_the_file() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("ringkv.toml");
-        std::fs::write(
-            &path,
-            "port = 7000\nfsync = \"always\"\nread_consistency = \"one\"\n",
-        )
-        .expect("write");
-        let flags = Flags {
-            config: Some(path),
-            port: Some(7001),
-            ..Flags::default()
-        };
-        let config = Config::load(flags).expect("load");
-        assert_eq!(config.port, 7001);
-        assert_eq!(config.fsync, FsyncPolicy::Always);
-        assert_eq!(config.consistency.read, Level::One);
-        assert_eq!(config.consistency.write, Level::Quorum);
-    }
-
-    #[test]
-    fn bad_files_and_values_are_named() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("ringkv.toml");
-        std::fs::write(&path, "prot = 7000\n").expect("write");
-        let err = Config::load(Flags {
-            config: Some(path),
-            ..Flags::default()
-        })
-        .expect_err("unknown key");
-        assert!(
-            err.to_string().contains("invalid configuration file"),
-            "{err}"
-        );
-        let err = Config::load(Flags {
-            write_consistency: Some("MOST".into()),
-            ..Flags::default()
-        })
-        .expect_err("unknown level");
-        assert!(
-            err.to_string().contains("unknown consistency level 'MOST'"),
-            "{err}"
-        );
-    }
-}
+mod tests;

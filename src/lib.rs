@@ -33,12 +33,6 @@ use tracing::info;
 
 pub use config::Config;
 
-/// How often gossip runs (Cassandra gossips every second; twice as often finds failures
-/// sooner on a small cluster).
-const GOSSIP_INTERVAL: Duration = Duration::from_millis(500);
-/// How long a node's first start listens to its seeds before choosing ring tokens.
-const JOIN_WAIT: Duration = Duration::from_secs(2);
-
 /// Why a node stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -101,9 +95,14 @@ pub async fn run(
         rack: config.rack.clone(),
         cluster_name: config.cluster_name.clone(),
         request_timeout: DEFAULT_REQUEST_TIMEOUT,
-        gossip_interval: GOSSIP_INTERVAL,
-        failure: FailureConfig::default(),
-        join_wait: JOIN_WAIT,
+        gossip_interval: Duration::from_millis(config.gossip_interval_ms),
+        failure: FailureConfig {
+            phi_threshold: config.phi_threshold,
+            // The detector's first guess at the heartbeat interval: the gossip interval.
+            initial_interval: Duration::from_millis(config.gossip_interval_ms),
+            ..FailureConfig::default()
+        },
+        join_wait: Duration::from_millis(config.join_wait_ms),
     };
     let node = ClusterNode::start(node_config)
         .await

@@ -1,6 +1,11 @@
 //! The `ringkv` binary: parse the configuration, set up logging and the runtime, serve until
 //! SIGINT or SIGTERM, and exit 0 after a clean shutdown (non-zero, with a one-line reason, on a
 //! bad configuration, a port in use or a data directory another node holds).
+//!
+//! `ringkv status [--host H] [--port P] [--password P]` is the one admin subcommand: it asks a
+//! running node for the ring and prints it like `nodetool status` (`status.rs`).
+
+mod status;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -11,6 +16,9 @@ use ringkv::config::{Config, Flags};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "status") {
+        return status::main(std::env::args_os().skip(1));
+    }
     let config = match Config::load(Flags::parse()) {
         Ok(config) => config,
         Err(e) => {

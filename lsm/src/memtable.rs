@@ -15,7 +15,7 @@ use crossbeam_skiplist::SkipMap;
 
 use crate::error::Result;
 use crate::iter::EntryIter;
-use crate::record::{compare_internal, Entry, InternalKey, Version};
+use crate::record::{Entry, InternalKey, Version};
 
 /// User keys up to this many bytes are stored inside the skiplist node.
 const INLINE_KEY_BYTES: usize = 30;
@@ -63,12 +63,42 @@ impl KeyBytes {
         }
     }
 
+    /// Byte order of the user keys, as `self.as_slice().cmp(other.as_slice())`.
+    ///
+    /// Two inline keys compare as their zero-padded buffers read as big-endian integers, ties
+    /// broken by length: the first difference within the shorter key decides as bytes would,
+    /// and when one key is a prefix of the other the longer one sorts after it either way (a
+    /// non-zero byte past the prefix beats the padding; only zeros past it tie the buffers and
+    /// leave the length to decide). This replaces a `memcmp` call per skiplist step, which
+    /// profiled as a third of a memtable search.
+    #[inline]
+    fn cmp_bytes(&self, other: &Self) -> std::cmp::Ordering {
+        match (self, other) {
+            (KeyBytes::Inline { len: a_len, buf: a }, KeyBytes::Inline { len: b_len, buf: b }) => {
+                inline_words(a).cmp(&inline_words(b)).then(a_len.cmp(b_len))
+            }
+            _ => self.as_slice().cmp(other.as_slice()),
+        }
+    }
+
     fn to_bytes(&self) -> Bytes {
         match self {
             KeyBytes::Inline { .. } => Bytes::copy_from_slice(self.as_slice()),
             KeyBytes::Heap(b) => b.clone(),
         }
     }
+}
+
+/// An inline key buffer as two big-endian words whose order is the buffer's byte order: bytes
+/// 0..16 and 14..30 (the overlap is equal whenever the first words are, so the second word
+/// decides by bytes 16..30).
+#[inline]
+fn inline_words(buf: &[u8; INLINE_KEY_BYTES]) -> (u128, u128) {
+    let mut head = [0u8; 16];
+    let mut tail = [0u8; 16];
+    head.copy_from_slice(&buf[..16]);
+    tail.copy_from_slice(&buf[INLINE_KEY_BYTES - 16..]);
+    (u128::from_be_bytes(head), u128::from_be_bytes(tail))
 }
 
 /// The skiplist's key: ordered exactly as [`InternalKey`] (user key ascending, version
@@ -97,13 +127,11 @@ impl PartialEq for MemKey {
 impl Eq for MemKey {}
 
 impl Ord for MemKey {
+    /// As [`crate::record::compare_internal`]: user key ascending, then version descending.
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        compare_internal(
-            self.user_key.as_slice(),
-            self.version,
-            other.user_key.as_slice(),
-            other.version,
-        )
+        self.user_key
+            .cmp_bytes(&other.user_key)
+            .then_with(|| other.version.cmp(&self.version))
     }
 }
 
@@ -160,13 +188,17 @@ impl Memtable {
     /// The highest version of `user_key` visible at `snapshot_seqno`, if any.
     pub(crate) fn get(&self, user_key: &[u8], snapshot_seqno: u64) -> Option<(Version, Entry)> {
         let start = MemKey::seek_first(user_key);
-        for e in self.map.range(start..) {
+        // One search to the key's newest version, then a step per older version: cheaper than
+        // a range, which pins and bound-checks on every step.
+        let mut at = self.map.lower_bound(Bound::Included(&start));
+        while let Some(e) = at {
             if e.key().user_key.as_slice() != user_key {
                 break;
             }
             if e.value().seqno <= snapshot_seqno {
                 return Some((e.key().version, e.value().clone()));
             }
+            at = e.next();
         }
         None
     }
@@ -313,6 +345,63 @@ mod tests {
         assert!(m
             .get(&long_a.as_bytes()[..INLINE_KEY_BYTES], u64::MAX)
             .is_none());
+    }
+
+    #[test]
+    fn key_order_matches_internal_key_order() {
+        use crate::record::compare_internal;
+        // Prefixes, trailing zero bytes, bytes above 0x7f, both sides of the inline limit.
+        let mut keys: Vec<Vec<u8>> = vec![
+            vec![],
+            vec![0],
+            vec![0, 0],
+            vec![1],
+            vec![0xff],
+            vec![0xff, 0],
+            b"key:000000012345".to_vec(),
+            b"key:000000012345\0".to_vec(),
+            b"key:00000001234".to_vec(),
+            b"key:000000012346".to_vec(),
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        for len in [14, 15, 16, 17, 29, 30, 31, 32] {
+            for _ in 0..6 {
+                let key = (0..len)
+                    .map(|_| {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 7;
+                        seed ^= seed << 17;
+                        // Mostly a small alphabet, so keys share long prefixes.
+                        [0u8, 1, b'a', 0xfe][(seed % 4) as usize]
+                    })
+                    .collect::<Vec<u8>>();
+                keys.push(key);
+            }
+        }
+        let inline_prefix = vec![b'a'; INLINE_KEY_BYTES];
+        keys.push(inline_prefix.clone());
+        keys.push([inline_prefix.as_slice(), &[0]].concat());
+        for a in &keys {
+            for b in &keys {
+                for (va, vb) in [(1, 1), (1, 2), (2, 1)] {
+                    let (ka, kb) = (
+                        MemKey {
+                            user_key: KeyBytes::new(a),
+                            version: Version::new(va, 0),
+                        },
+                        MemKey {
+                            user_key: KeyBytes::new(b),
+                            version: Version::new(vb, 0),
+                        },
+                    );
+                    assert_eq!(
+                        ka.cmp(&kb),
+                        compare_internal(a, Version::new(va, 0), b, Version::new(vb, 0)),
+                        "{a:?} v{va} vs {b:?} v{vb}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

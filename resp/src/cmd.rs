@@ -10,9 +10,11 @@
 //! authentication and size limits are checked by the connection before a handler runs.
 //!
 //! Families: `connection` (PING ... CLIENT), `server` (INFO ... SCRIPT), `string`, `keys`,
-//! `expire`, `ringkv`; `args` holds the argument parsers the data families share.
+//! `expire`, `ringkv`, `cluster` (CLUSTER, READONLY, READWRITE, ASKING, RINGKV STATUS); `args`
+//! holds the argument parsers the data families share.
 
 pub(crate) mod args;
+pub(crate) mod cluster;
 pub(crate) mod connection;
 pub(crate) mod expire;
 pub(crate) mod keys;
@@ -41,6 +43,8 @@ pub enum Family {
     Expire,
     /// `cmd/ringkv.rs`: CONSISTENCY KRANGE.
     Ringkv,
+    /// `cmd/cluster.rs`: CLUSTER READONLY READWRITE ASKING RINGKV.
+    Cluster,
 }
 
 /// One row of the command table, shaped like Redis's `COMMAND INFO` answer.
@@ -215,6 +219,7 @@ pub(crate) async fn execute<C: Cluster>(
         Family::Keys => keys::execute(ctx, spec, args).await,
         Family::Expire => expire::execute(ctx, spec, args).await,
         Family::Ringkv => ringkv::execute(ctx, spec, args).await,
+        Family::Cluster => cluster::execute(ctx, spec, args).await,
     }
 }
 

@@ -60,6 +60,9 @@ pub struct ConnState {
     pub db: u32,
     /// Close the connection once the current reply is sent (`QUIT`, `CLIENT KILL` of itself).
     pub close_after_reply: bool,
+    /// `READONLY` was sent (cleared by `READWRITE` and `RESET`). Kept for Redis Cluster
+    /// clients; reads are coordinated at the connection's level either way.
+    pub readonly: bool,
     /// This client's entry in the registry.
     client: Arc<ClientHandle>,
 }
@@ -78,6 +81,7 @@ impl ConnState {
             consistency,
             db: 0,
             close_after_reply: false,
+            readonly: false,
             client,
         }
     }
@@ -267,8 +271,9 @@ impl<C: Cluster> Connection<C> {
 
     /// Checks and runs one request.
     async fn answer(&mut self, args: Vec<Bytes>) -> Reply {
-        let server = Arc::clone(&self.server);
-        let (index, spec) = match checks::admit(&server, &self.state, &args) {
+        // Borrowed field by field (no `Arc` clone per request): `ctx` needs the state mutably.
+        let server = &*self.server;
+        let (index, spec) = match checks::admit(server, &self.state, &args) {
             Ok(found) => found,
             Err(reply) => {
                 stats::add(&server.stats.error_replies, 1);
@@ -281,7 +286,7 @@ impl<C: Cluster> Connection<C> {
             let mut ctx = Ctx {
                 cluster: &*self.cluster,
                 conn: &mut self.state,
-                server: &server,
+                server,
             };
             cmd::execute(&mut ctx, spec, &args).await
         };

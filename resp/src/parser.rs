@@ -165,10 +165,12 @@ impl RequestDecoder {
                     }
                 }
                 State::ArrayHeader { scanned } => {
-                    let Some(line) = self.header_line(buf, scanned, true)? else {
+                    let Some(cr) = self.header_line(buf, scanned, true)? else {
                         return Ok(None);
                     };
-                    self.start_array(&line)?;
+                    let count = header_number(buf, cr);
+                    buf.advance(cr + 2);
+                    self.start_array(count)?;
                 }
                 State::BulkHeader { scanned } => {
                     let Some(&first) = buf.first() else {
@@ -180,10 +182,12 @@ impl RequestDecoder {
                     if first != b'$' {
                         return Err(ProtocolError::ExpectedBulk { got: first });
                     }
-                    let Some(line) = self.header_line(buf, scanned.max(1), false)? else {
+                    let Some(cr) = self.header_line(buf, scanned.max(1), false)? else {
                         return Ok(None);
                     };
-                    self.start_bulk(&line, buf)?;
+                    let len = header_number(buf, cr);
+                    buf.advance(cr + 2);
+                    self.start_bulk(len, buf)?;
                 }
                 State::BulkData { len } => {
                     // Redis skips the two bytes after an argument without checking they are
@@ -245,16 +249,18 @@ impl RequestDecoder {
         Ok((!args.is_empty()).then_some(Request { args }))
     }
 
-    /// Takes a complete `*<count>` or `$<length>` line (including its marker, without its line
-    /// ending) off the buffer, or records how far it looked and returns `None`.
+    /// Finds the end of a complete `*<count>` or `$<length>` line: the index of its `\r`, with
+    /// both line-ending bytes buffered (the caller reads the line in place and advances past
+    /// them, so a header costs no buffer split), or records how far it looked and returns
+    /// `None`.
     ///
     /// Like Redis, the line ends at the first `\r`, and the byte after it is skipped unchecked.
     fn header_line(
         &mut self,
-        buf: &mut BytesMut,
+        buf: &BytesMut,
         scanned: usize,
         array: bool,
-    ) -> Result<Option<BytesMut>, ProtocolError> {
+    ) -> Result<Option<usize>, ProtocolError> {
         let too_big = || {
             if array {
                 ProtocolError::TooBigMultibulkCount
@@ -287,19 +293,14 @@ impl RequestDecoder {
             };
             return Ok(None);
         }
-        let line = buf.split_to(cr);
-        buf.advance(2);
         self.bytes_examined += 1;
-        Ok(Some(line))
+        Ok(Some(cr))
     }
 
     /// Checks a `*<count>` line and sets up for its arguments; a count of zero or less is an
     /// empty request, skipped as in Redis.
-    fn start_array(&mut self, line: &[u8]) -> Result<(), ProtocolError> {
-        let count = line
-            .get(1..)
-            .and_then(number::parse_i64)
-            .ok_or(ProtocolError::InvalidMultibulkLength)?;
+    fn start_array(&mut self, count: Option<i64>) -> Result<(), ProtocolError> {
+        let count = count.ok_or(ProtocolError::InvalidMultibulkLength)?;
         if count > 0 && count as u64 > self.limits.max_args as u64 {
             return Err(ProtocolError::InvalidMultibulkLength);
         }
@@ -322,11 +323,10 @@ impl RequestDecoder {
         Ok(())
     }
 
-    /// Checks a `$<length>` line, reserves room for a big argument, and waits for its bytes.
-    fn start_bulk(&mut self, line: &[u8], buf: &mut BytesMut) -> Result<(), ProtocolError> {
-        let len = line
-            .get(1..)
-            .and_then(number::parse_i64)
+    /// Checks a `$<length>` line's number, reserves room for a big argument, and waits for
+    /// its bytes.
+    fn start_bulk(&mut self, len: Option<i64>, buf: &mut BytesMut) -> Result<(), ProtocolError> {
+        let len = len
             .and_then(|len| usize::try_from(len).ok())
             .filter(|&len| len <= self.limits.max_bulk_bytes)
             .ok_or(ProtocolError::InvalidBulkLength)?;
@@ -347,6 +347,11 @@ impl RequestDecoder {
         self.state = State::BulkData { len };
         Ok(())
     }
+}
+
+/// The number of the header line ending at `cr` (after its one-byte marker), if it is one.
+fn header_number(buf: &[u8], cr: usize) -> Option<i64> {
+    buf.get(1..cr).and_then(number::parse_i64)
 }
 
 impl Decoder for RequestDecoder {

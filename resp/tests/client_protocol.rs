@@ -341,7 +341,7 @@ async fn server_commands_report_real_figures() {
         "total_commands_processed:",
         "instantaneous_ops_per_sec:",
         "role:master",
-        "cluster_enabled:0",
+        "cluster_enabled:1",
         "db0:keys=5,",
     ] {
         assert!(info.contains(field), "INFO lacks {field:?}:\n{info}");

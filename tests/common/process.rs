@@ -84,6 +84,49 @@ impl Node {
         panic!("no free port found for ringkv; log:\n{}", node.log());
     }
 
+    /// Spawns a node on `port` with `args` (flags besides `--port` and `--data-dir`) in a new
+    /// temporary directory and returns at once, without waiting for it to serve: a cluster
+    /// starts all its nodes before waiting for any. Follow with [`Node::wait_serving`].
+    ///
+    /// # Panics
+    /// If the directory cannot be made or the binary cannot be spawned.
+    pub fn spawn_on(port: u16, args: &[String]) -> Node {
+        let dir = tempfile::Builder::new()
+            .prefix("ringkv-e2e-")
+            .tempdir()
+            .expect("temporary directory");
+        let mut node = Node {
+            port,
+            args: args.to_vec(),
+            dir,
+            child: None,
+        };
+        node.spawn();
+        node
+    }
+
+    /// Waits until a node from [`Node::spawn_on`] answers `PING`, or returns the exit status
+    /// if it exits first (its log then says why, e.g. "Address already in use").
+    ///
+    /// # Panics
+    /// If the node is not running, or neither happens within [`DEADLINE`].
+    pub fn wait_serving(&mut self) -> Result<(), ExitStatus> {
+        self.wait_ready()
+    }
+
+    /// Whether the process is running (false after `kill`/`stop`, or once it has exited by
+    /// itself, which this reaps).
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut().map(Child::try_wait) {
+            Some(Ok(None)) => true,
+            Some(_) => {
+                self.child = None;
+                false
+            }
+            None => false,
+        }
+    }
+
     /// The node's data directory.
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")

@@ -150,25 +150,25 @@ impl DbInner {
             {}
             queue.gathering = false;
         }
-        let mut group = take_group(&mut queue.pending);
+        let group = take_group(&mut queue.pending);
         queue.last_group_writers = group.len();
         drop(queue);
 
+        // The guard owns the group, so waking it allocates nothing on the common path.
         let mut handover = Handover {
             db: self,
-            own: Arc::clone(own),
-            slots: group.iter().map(|w| Arc::clone(&w.slot)).collect(),
-            outcome: Some("the write leader panicked before committing".to_string()),
+            own,
+            group,
+            outcome: Outcome::Panicked,
         };
-        let records: Vec<(Bytes, Record)> = if group.len() == 1 {
-            std::mem::take(&mut group[0].records)
-        } else {
-            group
+        let records: Vec<(Bytes, Record)> = match handover.group.as_mut_slice() {
+            [single] => std::mem::take(&mut single.records),
+            group => group
                 .iter_mut()
                 .flat_map(|w| std::mem::take(&mut w.records))
-                .collect()
+                .collect(),
         };
-        let user_bytes: usize = group.iter().map(|w| w.bytes).sum();
+        let user_bytes: usize = handover.group.iter().map(|w| w.bytes).sum();
         let result = self.append_group(records, user_bytes).and_then(|lsn| {
             if self.opts.fsync == FsyncMode::Always {
                 self.wal.sync_to(lsn)
@@ -176,7 +176,10 @@ impl DbInner {
                 Ok(())
             }
         });
-        handover.outcome = result.as_ref().err().map(|e| e.to_string());
+        handover.outcome = match &result {
+            Ok(()) => Outcome::Committed,
+            Err(e) => Outcome::Failed(e.to_string()),
+        };
         drop(handover);
         result
     }
@@ -312,16 +315,37 @@ impl DbInner {
 /// get an error instead of waiting forever.
 struct Handover<'a> {
     db: &'a DbInner,
-    own: Arc<Slot>,
-    slots: Vec<Arc<Slot>>,
-    /// `None` once the group is committed; the failure otherwise.
-    outcome: Option<String>,
+    /// The leader's own slot: it learns the outcome from the return value instead.
+    own: &'a Arc<Slot>,
+    /// The writes being committed (their records are taken out; the slots stay).
+    group: Vec<PendingWrite>,
+    outcome: Outcome,
+}
+
+/// How a leader's turn ended.
+enum Outcome {
+    /// Not reported yet: if the guard drops like this, the leader panicked.
+    Panicked,
+    /// The group is in the WAL (and fsynced, with `FsyncMode::Always`) and the memtable.
+    Committed,
+    /// The group failed, with this reason.
+    Failed(String),
 }
 
 impl Drop for Handover<'_> {
     fn drop(&mut self) {
-        for slot in self.slots.iter().filter(|s| !Arc::ptr_eq(s, &self.own)) {
-            slot.set(SlotState::Done(self.outcome.clone()));
+        for w in self
+            .group
+            .iter()
+            .filter(|w| !Arc::ptr_eq(&w.slot, self.own))
+        {
+            w.slot.set(SlotState::Done(match &self.outcome {
+                Outcome::Committed => None,
+                Outcome::Failed(reason) => Some(reason.clone()),
+                Outcome::Panicked => {
+                    Some("the write leader panicked before committing".to_string())
+                }
+            }));
         }
         let mut queue = self.db.write_queue.state.lock();
         match queue.pending.first() {

@@ -32,9 +32,16 @@ pub(crate) type Lsn = u64;
 /// The write-ahead log's appender. `Send + Sync`; every method takes `&self`.
 pub(crate) struct Wal {
     shared: Arc<Shared>,
+    /// A reusable frame buffer: a 1 KiB value's frame is past the allocator's small-size
+    /// caches, so a fresh buffer per append cost a slow-path malloc and free (profiled). Taken
+    /// with `try_lock`; a concurrent appender that finds it busy encodes into its own.
+    scratch: Mutex<Vec<u8>>,
     /// The periodic fsync thread, if the mode is [`FsyncMode::Periodic`].
     flusher: Option<Flusher>,
 }
+
+/// Frame buffers that grew past this for one large batch are dropped after it.
+const KEEP_SCRATCH_BYTES: usize = 256 * 1024;
 
 /// State shared with the periodic fsync thread.
 struct Shared {
@@ -122,7 +129,11 @@ impl Wal {
                 Duration::from_millis(interval_ms.max(1)),
             )?),
         };
-        Ok(Wal { shared, flusher })
+        Ok(Wal {
+            shared,
+            scratch: Mutex::new(Vec::new()),
+            flusher,
+        })
     }
 
     /// Appends `batch` as one frame. When this returns, the bytes have been handed to the
@@ -134,9 +145,28 @@ impl Wal {
     /// [`Error::Poisoned`] if this write fails or an earlier write or fsync failed.
     pub(crate) fn append(&self, batch: &WalBatch) -> Result<Lsn> {
         self.shared.check()?;
-        // Encode outside the lock: concurrent writers only serialise on the write itself.
-        let mut buf = Vec::with_capacity(FRAME_HEADER_LEN + batch.encoded_len());
-        encode_frame_with(&mut buf, MAX_BATCH_BYTES, |out| batch.encode(out)).map_err(|e| {
+        // Encode outside the segment lock: concurrent writers only serialise on the write itself.
+        let mut own = Vec::new();
+        let mut scratch = self.scratch.try_lock();
+        let buf = match scratch.as_deref_mut() {
+            Some(reused) => {
+                reused.clear();
+                reused
+            }
+            None => &mut own,
+        };
+        buf.reserve(FRAME_HEADER_LEN + batch.encoded_len());
+        let result = self.append_frame(buf, batch);
+        if buf.capacity() > KEEP_SCRATCH_BYTES {
+            // One huge batch must not pin its buffer for ever.
+            *buf = Vec::new();
+        }
+        result
+    }
+
+    /// Encodes `batch` as a frame into the empty `buf` and writes it; see [`Wal::append`].
+    fn append_frame(&self, buf: &mut Vec<u8>, batch: &WalBatch) -> Result<Lsn> {
+        encode_frame_with(buf, MAX_BATCH_BYTES, |out| batch.encode(out)).map_err(|e| {
             Error::BatchTooLarge {
                 len: e.len,
                 max: e.max,
@@ -145,7 +175,7 @@ impl Wal {
         let len = buf.len() as u64;
         let active = self.shared.active.lock();
         self.shared.check()?;
-        if let Err(e) = (&*active.file).write_all(&buf) {
+        if let Err(e) = (&*active.file).write_all(buf) {
             // A partial frame may now sit at the end of the segment; nothing may follow it.
             return Err(self
                 .shared

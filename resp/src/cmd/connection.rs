@@ -239,6 +239,7 @@ fn reset<C: Cluster>(ctx: &mut Ctx<'_, C>) {
     ctx.conn.set_name(Bytes::new());
     ctx.conn.consistency = ctx.server.config.default_consistency;
     ctx.conn.authenticated = !ctx.server.auth_required();
+    ctx.conn.readonly = false;
 }
 
 /// `SELECT index`: only database 0 exists.

@@ -15,10 +15,12 @@ pub(crate) mod glob;
 #[cfg(test)]
 mod node_tests;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use bytes::Bytes;
-use ringkv_cluster::{Cluster, Condition, Request, Response, ScanCursor, Write};
+use ringkv_cluster::{
+    key_slot, Cluster, ClusterError, Condition, Request, Response, ScanCursor, Write,
+};
 
 use crate::cmd::args::{
     error, is, parse_cursor, parse_i64, parse_i64_in, NO_SUCH_KEY, SAME_OBJECT, SYNTAX,
@@ -107,6 +109,31 @@ pub(crate) async fn execute<C: Cluster>(
 
 /// Deletes the distinct keys among `keys`; how many existed. Each delete is conditional on
 /// the version read, so a key counts once even when others delete it concurrently.
+/// Writes that depend on nothing but their own key: as one request, or, when the cluster
+/// refuses a conditional request across slots (a multi-node ring), one request per slot.
+/// Flags come back in order.
+async fn write_per_key<C: Cluster>(
+    store: &Store<'_, C>,
+    writes: Vec<Write>,
+) -> Result<Vec<bool>, CommandError> {
+    match store.write(writes.clone()).await {
+        Err(CommandError::Cluster(ClusterError::CrossSlot)) => {}
+        other => return other,
+    }
+    let mut by_slot: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
+    for (i, w) in writes.iter().enumerate() {
+        by_slot.entry(key_slot(&w.key)).or_default().push(i);
+    }
+    let mut flags = vec![false; writes.len()];
+    for indices in by_slot.into_values() {
+        let group = indices.iter().map(|&i| writes[i].clone()).collect();
+        for (i, ok) in indices.into_iter().zip(store.write(group).await?) {
+            flags[i] = ok;
+        }
+    }
+    Ok(flags)
+}
+
 async fn delete<C: Cluster>(store: &Store<'_, C>, keys: &[Bytes]) -> Result<i64, CommandError> {
     let mut seen = HashSet::with_capacity(keys.len());
     let mut pending: Vec<Bytes> = keys
@@ -139,7 +166,7 @@ async fn delete<C: Cluster>(store: &Store<'_, C>, keys: &[Bytes]) -> Result<i64,
             return Ok(deleted);
         }
         let (keys, writes): (Vec<Bytes>, Vec<Write>) = present.into_iter().unzip();
-        let written = store.write(writes).await?;
+        let written = write_per_key(store, writes).await?;
         pending = keys
             .into_iter()
             .zip(written)

@@ -18,6 +18,7 @@ const FAMILIES: &[&[CommandSpec]] = &[
     super::keys::COMMANDS,
     super::expire::COMMANDS,
     super::ringkv::COMMANDS,
+    super::cluster::COMMANDS,
 ];
 
 /// The longest command name the lookup lowercases on the stack; no Redis command is longer.

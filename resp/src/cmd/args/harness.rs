@@ -99,6 +99,7 @@ impl Harness {
             Family::Keys => crate::cmd::keys::execute(&mut ctx, spec, args).await,
             Family::Expire => crate::cmd::expire::execute(&mut ctx, spec, args).await,
             Family::Ringkv => crate::cmd::ringkv::execute(&mut ctx, spec, args).await,
+            Family::Cluster => crate::cmd::cluster::execute(&mut ctx, spec, args).await,
             Family::Connection | Family::Server => unreachable!("not a data family"),
         };
         match result {

@@ -256,13 +256,27 @@ fn commandstats<C: Cluster>(ctx: &Ctx<'_, C>, text: &mut String) {
     }
 }
 
+/// Redis Cluster's one field, `cluster_enabled:1` (every node answers `CLUSTER SLOTS`), then
+/// the ring as this node sees it: its id, the nodes it knows and how many the failure
+/// detector believes up, the replication factor and the ring's epoch.
 fn cluster<C: Cluster>(ctx: &Ctx<'_, C>, text: &mut String) {
     let info = ctx.cluster.info();
+    let topology = ctx.cluster.topology();
     text.push_str("# Cluster\r\n");
-    field!(text, "cluster_enabled", 0);
+    field!(text, "cluster_enabled", 1);
     field!(text, "ringkv_node_id", info.node_id);
-    field!(text, "ringkv_nodes", info.nodes);
-    field!(text, "ringkv_replication_factor", info.replication_factor);
+    field!(text, "ringkv_nodes", topology.nodes.len());
+    field!(
+        text,
+        "ringkv_nodes_up",
+        topology.nodes.iter().filter(|n| n.alive).count()
+    );
+    field!(
+        text,
+        "ringkv_replication_factor",
+        topology.replication_factor
+    );
+    field!(text, "ringkv_ring_epoch", topology.epoch);
 }
 
 /// Redis omits a database with no keys. ringkv does not count keys with a TTL separately, so
