@@ -5,6 +5,7 @@ mode here, so these tests talk to ringkv alone and compare slots with redis-py's
 
 import shutil
 import subprocess
+import time
 
 import pytest
 import redis
@@ -83,3 +84,82 @@ def test_redis_cli_in_cluster_mode(ringkv_port):
     assert cli("SET", "{other}slot", "x") == "OK\n"
     assert cli("MGET", "{other}slot", "{other}missing") == "x\n\n"
     assert cli("CLUSTER", "KEYSLOT", "greeting") == "%d\n" % key_slot(b"greeting")
+
+
+def node_ports_in_slots(port):
+    """The client ports `CLUSTER SLOTS` on `port` names, primaries and replicas."""
+    client = redis.Redis(port=port)
+    try:
+        ranges = client.execute_command("CLUSTER SLOTS")
+    finally:
+        client.close()
+    return {int(node[1]) for r in ranges for node in r[2:]}
+
+
+@pytest.fixture(scope="module")
+def three_nodes(tmp_path_factory):
+    """Three ringkv processes on loopback, replication factor 3, joined through the first
+    node's bus port; yields their client ports once every node sees all three."""
+    from conftest import Server, free_port, ringkv_binary
+
+    workdir = tmp_path_factory.mktemp("ringkv-cluster")
+    binary = ringkv_binary()
+    buses = [free_port() for _ in range(3)]
+    nodes = []
+    try:
+        for i, bus in enumerate(buses):
+            nodes.append(Server(
+                "node-%d" % i,
+                lambda port, i=i, bus=bus: [
+                    binary, "--port", str(port), "--bus-port", str(bus),
+                    "--data-dir", str(workdir / ("node-%d" % i)), "--node-id", "node-%d" % i,
+                    "--seeds", "127.0.0.1:%d" % buses[0], "--replication-factor", "3",
+                    "--log-level", "warn",
+                ],
+                workdir,
+            ))
+        # Converged: every node places every slot on all three nodes (a node's tokens reach
+        # the others by gossip a moment after it answers PING).
+        deadline = time.monotonic() + 60
+        while True:
+            seen = [node_ports_in_slots(n.port) for n in nodes]
+            if all(s == {n.port for n in nodes} for s in seen):
+                break
+            assert time.monotonic() < deadline, "the ring did not converge: %s" % seen
+            time.sleep(0.2)
+        yield [n.port for n in nodes]
+    finally:
+        for n in nodes:
+            n.stop()
+
+
+def test_redis_cluster_routes_over_three_nodes(three_nodes):
+    rc = RedisCluster(host="127.0.0.1", port=three_nodes[0], decode_responses=True)
+    try:
+        assert sorted(n.port for n in rc.get_nodes()) == sorted(three_nodes)
+        keys = ["user:%d" % i for i in range(200)]
+        for k in keys:
+            assert rc.set(k, k.upper()) is True
+        assert rc.mget_nonatomic(keys) == [k.upper() for k in keys]
+        # Every slot's owner is the node the client sends the key to; every node serves it too.
+        for port in three_nodes:
+            plain = redis.Redis(port=port, decode_responses=True)
+            assert plain.get("user:7") == "USER:7"
+            plain.close()
+        assert rc.delete(*keys[:10]) == 10
+        assert rc.incr("hits") == 1
+        assert rc.incr("hits") == 2
+    finally:
+        rc.close()
+
+
+@pytest.mark.skipif(shutil.which("redis-cli") is None, reason="redis-cli is not installed")
+def test_redis_cli_follows_the_ring(three_nodes):
+    def cli(port, *args):
+        return subprocess.run(
+            ["redis-cli", "-c", "-p", str(port)] + list(args),
+            capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+
+    assert cli(three_nodes[1], "SET", "cli:key", "v1") == "OK"
+    for port in three_nodes:
+        assert cli(port, "GET", "cli:key") == "v1"
