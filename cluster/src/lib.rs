@@ -1,12 +1,15 @@
-//! `ringkv-cluster`: slots, versions, consistency levels and the coordinator.
+//! `ringkv-cluster`: slots, the vnode ring, membership, the internal transport, versions,
+//! consistency levels and the coordinator.
 //!
 //! # Layout
 //!
-//! A request from the front end ([`api::Request`]) reaches the [`coordinator`], which checks
-//! its consistency level, maps each key to its hash slot ([`slot`]), versions writes with the
-//! node's hybrid logical clock ([`hlc`] over a [`clock::Clock`], tie-broken by the
-//! [`node_id::node_number`]) and reads or writes the replicas' [`storage`], where the engine
-//! key is `slot ‖ user key`. The parts:
+//! A request from the front end ([`api::Request`]) reaches the [`coordinator`], which maps
+//! each key to its hash slot ([`slot`]) and the slot to its replicas on the [`ring`], checks
+//! the consistency level against the replicas [`membership`] believes alive, versions writes
+//! with the node's hybrid logical clock ([`hlc`] over a [`clock::Clock`], tie-broken by the
+//! [`node_id::node_number`]) and reads or writes the replicas' [`storage`] (its own directly,
+//! the others' over the [`transport`]), where the engine key is `slot ‖ user key`. [`node`]
+//! assembles a running node. The parts:
 //!
 //! - [`api`]: the narrow, plain-data API the front end uses ([`Request`], [`Response`],
 //!   [`Consistency`], the [`Cluster`] trait).
@@ -17,10 +20,14 @@
 //! - [`node_id`]: a node's 32-bit number, the versions' tie-break.
 //! - [`storage`]: the [`Storage`] trait the coordinator needs, its key encoding, and its
 //!   implementation for `ringkv_lsm::Db`.
-//! - [`view`]: what a node knows of the members ([`view::Member`], [`view::View`]).
-//! - [`rpc`]: the messages nodes send each other; [`transport`]: the seam that carries them.
-//! - [`coordinator`]: [`LocalCluster`], the cluster of one node with replication factor 1
-//!   (the path the multi-node cluster extends), configured by [`ClusterConfig`].
+//! - [`view`]: what a node knows of the members ([`view::Member`], [`view::View`]);
+//!   [`membership`]: gossip (chitchat) and failure detection that keep the view current.
+//! - [`ring`]: tokens, and each slot's rack- and datacenter-aware replicas.
+//! - [`rpc`]: the messages nodes send each other; [`wire`]: their framed byte encoding;
+//!   [`transport`]: the seam that carries them (TCP, or the simulated network in tests).
+//! - [`coordinator`]: [`coordinator::Coordinator`], every node's coordinator, and
+//!   [`LocalCluster`], the same over a ring of one, configured by [`ClusterConfig`].
+//! - [`node`]: [`node::ClusterNode`], storage + transport + gossip + coordinator, running.
 //!
 //! # Architecture invariant
 //!

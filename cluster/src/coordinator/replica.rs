@@ -1,6 +1,6 @@
 //! The replica side: what a node does with a peer's request against its own storage.
 //!
-//! Owns [`Inner::serve`] (every [`PeerRequest`] but `Coordinate`, answered synchronously from
+//! Owns `Inner::serve` (every [`PeerRequest`] but `Coordinate`, answered synchronously from
 //! the local engine), [`NodeHandler`] (the transport's [`Handler`]: clocks, blocking work off
 //! the runtime, `Coordinate` handed to this node's coordinator) and the bound on how far a
 //! peer's clock may pull ours. The coordinator calls `serve` directly for its own replica, so

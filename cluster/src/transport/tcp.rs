@@ -3,8 +3,8 @@
 //! Owns [`TcpTransport`] (listens, dials, and serves peers' requests with a [`Handler`]),
 //! [`TcpConfig`] and [`TransportStats`]. Between two nodes there is one long-lived connection,
 //! used in both directions: calls are multiplexed on it by request id with per-call deadlines
-//! ([`conn`]), the node table keeps one connection per peer and settles simultaneous dials in
-//! favour of the connection dialed by the lower node number ([`peers`]), and a peer that
+//! (`conn`), the node table keeps one connection per peer and settles simultaneous dials in
+//! favour of the connection dialed by the lower node number (`peers`), and a peer that
 //! cannot be reached is retried with exponential backoff, during which calls fail at once.
 //! A frame over the bound, with a bad checksum or another protocol version drops that
 //! connection with a logged reason, never the node. Must never interpret a request (the
