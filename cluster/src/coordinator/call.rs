@@ -46,6 +46,11 @@ impl<S: Storage, T: Transport> Shared<S, T> {
         fanout: Fanout,
         accept: fn(&PeerResponse) -> bool,
     ) -> Result<Vec<(usize, PeerResponse)>, ClusterError> {
+        if let [only] = plan.targets[..] {
+            if state.is_local(only) {
+                return self.gather_local(state, plan, request, accept).await;
+            }
+        }
         let deadline = Instant::now() + self.timeout;
         let dc = |i: usize| state.member(i).dc.clone();
         // The first wave: everyone for writes; for reads, replicas in order until the needs
@@ -135,6 +140,43 @@ impl<S: Storage, T: Transport> Shared<S, T> {
                 }
             }
         }
+        if plan.needs.met() {
+            Ok(answers)
+        } else {
+            Err(ClusterError::QuorumFailed {
+                level: plan.level,
+                required: plan.required,
+                answered: plan.required.saturating_sub(plan.needs.missing()),
+                errors,
+            })
+        }
+    }
+
+    /// [`Shared::gather`] when this node is the only live replica (always, on one node): no
+    /// channel, no task, no deadline (nothing to wait for but our own storage).
+    async fn gather_local(
+        &self,
+        state: &RingState,
+        mut plan: Plan,
+        request: PeerRequest,
+        accept: fn(&PeerResponse) -> bool,
+    ) -> Result<Vec<(usize, PeerResponse)>, ClusterError> {
+        let local = state.view.local;
+        let response = match serve_maybe_blocking(&self.inner, request).await {
+            Err(e) if is_limit_error(&e) => return Err(e),
+            Err(e) => Err(e.to_string()),
+            Ok(r) => Ok(r),
+        };
+        let mut answers = Vec::with_capacity(1);
+        let mut errors = Vec::new();
+        self.take_answer(
+            state,
+            (local, response),
+            accept,
+            &mut plan,
+            &mut answers,
+            &mut errors,
+        );
         if plan.needs.met() {
             Ok(answers)
         } else {

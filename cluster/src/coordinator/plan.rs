@@ -79,13 +79,13 @@ impl Plan {
         }
         let dc_of = |i: usize| state.member(i).dc.as_str();
         let alive = |i: &usize| state.member(*i).alive;
-        let local_dc = state.view.local().dc.clone();
+        let local_dc = || state.view.local().dc.clone();
         let needs: Vec<(Option<String>, usize)> = match level {
             Level::LocalOne | Level::LocalQuorum => {
                 let in_dc: Vec<usize> = replicas
                     .iter()
                     .copied()
-                    .filter(|&i| dc_of(i) == local_dc)
+                    .filter(|&i| dc_of(i) == state.view.local().dc)
                     .collect();
                 let alive_in_dc = in_dc.iter().filter(|i| alive(i)).count();
                 if in_dc.is_empty() {
@@ -96,7 +96,7 @@ impl Plan {
                     });
                 }
                 let required = check_available(level, op, in_dc.len(), alive_in_dc)?;
-                vec![(Some(local_dc), required)]
+                vec![(Some(local_dc()), required)]
             }
             Level::EachQuorum => {
                 let mut dcs: Vec<&str> = replicas.iter().map(|&i| dc_of(i)).collect();

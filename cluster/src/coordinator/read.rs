@@ -7,7 +7,6 @@
 //! that is expired at the coordinator's clock, and never read repair (that comes with the
 //! repair capability).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -145,22 +144,28 @@ pub(crate) fn newest(a: Option<Record>, b: Option<Record>) -> Option<Record> {
 }
 
 /// Groups `(slot, key)` pairs by the replica set of their slot, remembering each key's
-/// position.
+/// position. A linear search of the groups: requests have few keys and rings few distinct
+/// replica lists per request, and on one node it is one comparison per key, no hashing.
 fn group_by_replicas(state: &RingState, keys: impl Iterator<Item = (u16, Bytes)>) -> Vec<Group> {
-    let mut groups: Vec<Group> = Vec::new();
-    let mut index: HashMap<&[usize], usize> = HashMap::new();
+    let mut groups: Vec<(&[usize], Group)> = Vec::new();
     for (i, (slot, key)) in keys.enumerate() {
         let replicas = state.ring.replicas(slot);
-        let g = *index.entry(replicas).or_insert_with(|| {
-            groups.push(Group {
-                slot,
-                indices: Vec::new(),
-                keys: Vec::new(),
-            });
-            groups.len() - 1
-        });
-        groups[g].indices.push(i);
-        groups[g].keys.push((slot, key));
+        let g = match groups.iter().position(|(r, _)| *r == replicas) {
+            Some(g) => g,
+            None => {
+                groups.push((
+                    replicas,
+                    Group {
+                        slot,
+                        indices: Vec::new(),
+                        keys: Vec::new(),
+                    },
+                ));
+                groups.len() - 1
+            }
+        };
+        groups[g].1.indices.push(i);
+        groups[g].1.keys.push((slot, key));
     }
-    groups
+    groups.into_iter().map(|(_, g)| g).collect()
 }

@@ -183,16 +183,17 @@ impl<S: Storage, T: Transport> Shared<S, T> {
         records: Vec<SlotRecord>,
         level: Level,
     ) -> Result<(), ClusterError> {
-        let mut groups: Vec<(u16, Vec<SlotRecord>)> = Vec::new();
-        let mut index: HashMap<&[usize], usize> = HashMap::new();
+        // A linear search, as reads group their keys (few groups per request).
+        let mut keyed: Vec<(&[usize], u16, Vec<SlotRecord>)> = Vec::new();
         for record in records {
             let replicas = state.ring.replicas(record.slot);
-            let g = *index.entry(replicas).or_insert_with(|| {
-                groups.push((record.slot, Vec::new()));
-                groups.len() - 1
-            });
-            groups[g].1.push(record);
+            match keyed.iter_mut().find(|(r, _, _)| *r == replicas) {
+                Some((_, _, group)) => group.push(record),
+                None => keyed.push((replicas, record.slot, vec![record])),
+            }
         }
+        let mut groups: Vec<(u16, Vec<SlotRecord>)> =
+            keyed.into_iter().map(|(_, slot, g)| (slot, g)).collect();
         if groups.len() <= 1 {
             let Some((slot, records)) = groups.pop() else {
                 return Ok(());
