@@ -1,17 +1,20 @@
 //! Sending one request to a plan's replicas and gathering enough answers.
 //!
 //! Owns [`Shared::gather`] and [`Shared::call_one`]. Remote replicas are called concurrently
-//! (a task each, so a slow peer delays nobody and its late answer is simply dropped), this
+//! (their calls polled together in the gathering task, so a slow peer delays nobody), this
 //! node's own replica is served inline, and the gather returns as soon as the plan's needs are
-//! met. Reads ask only as many replicas as the level needs and ask the next one when one
+//! met; a write's calls still in flight then finish in a task of their own, a read's are
+//! dropped (their answers are not needed). Reads ask only as many replicas as the level needs and ask the next one when one
 //! fails; writes go to every live replica. A request that cannot gather enough answers by its
 //! deadline fails with `QuorumFailed` naming the level, the answers and each failure. Must
 //! never wait past the deadline, and never ask a replica the plan left out (believed down).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::coordinator::plan::Plan;
@@ -35,6 +38,52 @@ pub(crate) enum Fanout {
 /// A replica's answer, or why there is none.
 type Answer = (usize, Result<PeerResponse, String>);
 
+/// One call in flight.
+type Call = Pin<Box<dyn Future<Output = Answer> + Send + 'static>>;
+
+/// The calls of one gather, polled in place: a gather has at most a replica set's worth, so
+/// polling each on every wake-up costs less than a task and a channel per call.
+#[derive(Default)]
+struct InFlight {
+    calls: Vec<Call>,
+}
+
+impl InFlight {
+    fn push(&mut self, call: Call) {
+        self.calls.push(call);
+    }
+
+    fn len(&self) -> usize {
+        self.calls.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.calls.is_empty()
+    }
+
+    /// The next answer; pending forever when there are no calls (callers check first).
+    fn next(&mut self) -> impl Future<Output = Answer> + '_ {
+        std::future::poll_fn(move |cx| {
+            for i in 0..self.calls.len() {
+                if let Poll::Ready(answer) = self.calls[i].as_mut().poll(cx) {
+                    drop(self.calls.swap_remove(i));
+                    return Poll::Ready(answer);
+                }
+            }
+            Poll::Pending
+        })
+    }
+
+    /// Lets the remaining calls finish on their own (when `detach`), or drops them.
+    fn detach_if(&mut self, detach: bool) {
+        for call in self.calls.drain(..) {
+            if detach {
+                tokio::spawn(call);
+            }
+        }
+    }
+}
+
 impl<S: Storage, T: Transport> Shared<S, T> {
     /// Sends `request` to the plan's replicas and returns the successful answers (member
     /// index, response) once the plan's needs are met. `accept` checks an answer's shape.
@@ -52,48 +101,48 @@ impl<S: Storage, T: Transport> Shared<S, T> {
             }
         }
         let deadline = Instant::now() + self.timeout;
-        let dc = |i: usize| state.member(i).dc.clone();
+        let dc = |i: usize| state.member(i).dc.as_str();
         // The first wave: everyone for writes; for reads, replicas in order until the needs
         // would be met if all of them answered.
-        let mut first_wave = Vec::new();
+        let mut first_wave = Vec::with_capacity(plan.targets.len());
         let mut backups = Vec::new();
         let mut planned = plan.needs.clone();
         for &target in &plan.targets {
-            let counts = planned.wants(&dc(target));
+            let counts = planned.wants(dc(target));
             if fanout == Fanout::All || (counts && !planned.met()) {
                 if counts {
-                    planned.answered(&dc(target));
+                    planned.answered(dc(target));
                 }
                 first_wave.push(target);
-            } else if counts || plan.needs.wants(&dc(target)) {
+            } else if counts || plan.needs.wants(dc(target)) {
                 backups.push(target);
             }
         }
         backups.reverse(); // popped from the end, in plan order
-        let (tx, mut rx) = mpsc::channel::<Answer>(plan.targets.len().max(1));
-        let mut in_flight = 0usize;
+        let mut in_flight = InFlight::default();
         let mut local_pending = false;
         for &target in &first_wave {
             if state.is_local(target) {
                 local_pending = true;
             } else {
-                self.spawn_call(state, target, request.clone(), deadline, tx.clone());
+                in_flight.push(self.remote_call(state, target, request.clone(), deadline));
             }
-            in_flight += 1;
         }
-        let mut answers = Vec::new();
+        let mut answers = Vec::with_capacity(first_wave.len());
         let mut errors = Vec::new();
         if local_pending {
             let response = serve_maybe_blocking(&self.inner, request.clone()).await;
-            in_flight -= 1;
             let local = state.view.local;
             let response = match response {
                 // Every replica would refuse it the same way: say why, in the engine's words.
-                Err(e) if is_limit_error(&e) => return Err(e),
+                Err(e) if is_limit_error(&e) => {
+                    in_flight.detach_if(fanout == Fanout::All);
+                    return Err(e);
+                }
                 Err(e) => Err(e.to_string()),
                 Ok(r) => Ok(r),
             };
-            self.take_answer(
+            let ok = self.take_answer(
                 state,
                 (local, response),
                 accept,
@@ -101,15 +150,14 @@ impl<S: Storage, T: Transport> Shared<S, T> {
                 &mut answers,
                 &mut errors,
             );
-            if !plan.needs.met() {
-                self.launch_backup(state, &mut backups, &mut in_flight, &request, deadline, &tx)
+            if !ok && fanout == Fanout::Needed {
+                self.launch_backup(state, &mut backups, &mut in_flight, &request, deadline)
                     .await;
             }
         }
-        while !plan.needs.met() && in_flight > 0 {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(answer)) => {
-                    in_flight -= 1;
+        while !plan.needs.met() && !in_flight.is_empty() {
+            match tokio::time::timeout_at(deadline, in_flight.next()).await {
+                Ok(answer) => {
                     let ok = self.take_answer(
                         state,
                         answer,
@@ -119,27 +167,22 @@ impl<S: Storage, T: Transport> Shared<S, T> {
                         &mut errors,
                     );
                     if !ok && fanout == Fanout::Needed {
-                        self.launch_backup(
-                            state,
-                            &mut backups,
-                            &mut in_flight,
-                            &request,
-                            deadline,
-                            &tx,
-                        )
-                        .await;
+                        self.launch_backup(state, &mut backups, &mut in_flight, &request, deadline)
+                            .await;
                     }
                 }
-                Ok(None) => break,
                 Err(_) => {
                     errors.push(format!(
-                        "{in_flight} replica(s) did not answer within {:?}",
+                        "{} replica(s) did not answer within {:?}",
+                        in_flight.len(),
                         self.timeout
                     ));
                     break;
                 }
             }
         }
+        // Writes go to every live replica even when the level is met before all answered.
+        in_flight.detach_if(fanout == Fanout::All);
         if plan.needs.met() {
             Ok(answers)
         } else {
@@ -226,47 +269,42 @@ impl<S: Storage, T: Transport> Shared<S, T> {
         self: &Arc<Self>,
         state: &Arc<RingState>,
         backups: &mut Vec<usize>,
-        in_flight: &mut usize,
+        in_flight: &mut InFlight,
         request: &PeerRequest,
         deadline: Instant,
-        tx: &mpsc::Sender<Answer>,
     ) {
         let Some(target) = backups.pop() else {
             return;
         };
-        *in_flight += 1;
         if state.is_local(target) {
             let response = serve_maybe_blocking(&self.inner, request.clone())
                 .await
                 .map_err(|e| e.to_string());
-            // The channel has room for every target, so this never waits.
-            let _ = tx.send((target, response)).await;
+            in_flight.push(Box::pin(std::future::ready((target, response))));
         } else {
-            self.spawn_call(state, target, request.clone(), deadline, tx.clone());
+            in_flight.push(self.remote_call(state, target, request.clone(), deadline));
         }
     }
 
-    /// Calls member `target` in a task of its own; the answer goes to `tx`.
-    fn spawn_call(
+    /// A call to member `target`, as a future that owns what it needs (so it can outlive
+    /// the gather when a write's level is met before every replica answered).
+    fn remote_call(
         self: &Arc<Self>,
         state: &RingState,
         target: usize,
         request: PeerRequest,
         deadline: Instant,
-        tx: mpsc::Sender<Answer>,
-    ) {
+    ) -> Call {
         let member = state.member(target);
         let peer = Peer {
             number: member.number,
             addr: member.bus_addr,
         };
         let shared = Arc::clone(self);
-        tokio::spawn(async move {
+        Box::pin(async move {
             let timeout = deadline.saturating_duration_since(Instant::now());
-            let result = shared.call_peer(peer, request, timeout).await;
-            // The gatherer may be gone (it had enough answers): the answer is not needed.
-            let _ = tx.send((target, result)).await;
-        });
+            (target, shared.call_peer(peer, request, timeout).await)
+        })
     }
 
     /// Calls one peer, stamping our clock on the request and observing theirs.
