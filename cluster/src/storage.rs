@@ -68,6 +68,16 @@ pub trait Storage: Send + Sync + 'static {
     /// [`ClusterError::Storage`] when the engine fails to read.
     fn get(&self, slot: u16, key: &[u8]) -> Result<Option<Record>, ClusterError>;
 
+    /// The winning record of each `(slot, key)`, in order, as [`Storage::get`] returns it.
+    /// Implementations that can should read every key from one consistent state and share
+    /// the per-read setup; this default asks [`Storage::get`] key by key.
+    ///
+    /// # Errors
+    /// As [`Storage::get`]; the first failure fails the whole read.
+    fn get_many(&self, keys: &[(u16, Bytes)]) -> Result<Vec<Option<Record>>, ClusterError> {
+        keys.iter().map(|(slot, key)| self.get(*slot, key)).collect()
+    }
+
     /// Writes `records` atomically: after a crash all of them are there or none. When it
     /// returns they are durable as the engine's fsync mode promises.
     ///

@@ -269,6 +269,23 @@ impl Db {
         self.inner.get_at(&view, key, seqno)
     }
 
+    /// The winning record of each of `keys`, in order: [`Db::get_record`] for every key, but
+    /// all of them read from one view at one sequence number, so a multi-key read takes the
+    /// view lock once and sees one consistent state (a write racing it is seen for every key
+    /// or for none).
+    ///
+    /// # Errors
+    /// [`Error::Closed`]; I/O and corruption errors from the tables read (the first one stops
+    /// the read).
+    pub fn get_records(&self, keys: &[&[u8]]) -> Result<Vec<Option<Record>>> {
+        self.inner.check_open()?;
+        let view = self.inner.view();
+        let seqno = self.inner.visible_seqno.load(Ordering::Acquire);
+        keys.iter()
+            .map(|key| self.inner.get_at(&view, key, seqno))
+            .collect()
+    }
+
     /// Live records with keys in `(start, end)`, in key order.
     ///
     /// # Errors

@@ -83,9 +83,7 @@ impl<S: Storage> Inner<S> {
     }
 
     fn read_records(&self, keys: &[(u16, Bytes)]) -> Result<Vec<Option<Record>>, ClusterError> {
-        keys.iter()
-            .map(|(slot, key)| self.storage.get(*slot, key))
-            .collect()
+        self.storage.get_many(keys)
     }
 
     fn apply(&self, records: Vec<SlotRecord>) -> Result<(), ClusterError> {

@@ -5,6 +5,7 @@
 
 use std::ops::Bound;
 
+use bytes::Bytes;
 use ringkv_lsm::{Db, DbIter, ReadMode, Record, Stats, WriteBatch};
 
 use crate::error::ClusterError;
@@ -52,6 +53,25 @@ impl Storage for Db {
 
     fn get(&self, slot: u16, key: &[u8]) -> Result<Option<Record>, ClusterError> {
         Ok(self.get_record(&key::encode(slot, key))?)
+    }
+
+    fn get_many(&self, keys: &[(u16, Bytes)]) -> Result<Vec<Option<Record>>, ClusterError> {
+        // Every engine key goes into one buffer (one allocation instead of one per key), and
+        // the engine reads them all from one view.
+        let total = keys.iter().map(|(_, k)| key::PREFIX_LEN + k.len()).sum();
+        let mut arena = Vec::with_capacity(total);
+        for (slot, k) in keys {
+            arena.extend_from_slice(&slot.to_be_bytes());
+            arena.extend_from_slice(k);
+        }
+        let mut engine_keys: Vec<&[u8]> = Vec::with_capacity(keys.len());
+        let mut rest = arena.as_slice();
+        for (_, k) in keys {
+            let (engine_key, tail) = rest.split_at(key::PREFIX_LEN + k.len());
+            engine_keys.push(engine_key);
+            rest = tail;
+        }
+        Ok(self.get_records(&engine_keys)?)
     }
 
     fn write(&self, records: Vec<SlotRecord>) -> Result<(), ClusterError> {

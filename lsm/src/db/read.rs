@@ -163,7 +163,87 @@ impl EntryIter for PinnedIter {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
     use super::*;
+    use crate::{Db, Options};
+
+    #[test]
+    fn get_records_matches_get_record_per_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = Arc::new(AtomicU64::new(1_000));
+        let engine_clock = Arc::clone(&clock);
+        let opts = Options::default()
+            .with_background_work(false)
+            .with_now_ms(Arc::new(move || engine_clock.load(Ordering::SeqCst)));
+        let db = Db::open(dir.path(), opts).expect("open");
+        let v = |hlc: u64| Version::new(hlc << 16, 1);
+        // An oldest table, a newer one overwriting and deleting some of its keys, and the
+        // memtable on top: each key's winner lives at a different depth.
+        for i in 0..20u64 {
+            let key = format!("k{i:02}");
+            db.put(key.as_bytes(), Record::value(v(1), format!("t1-{i}")))
+                .expect("put");
+        }
+        db.put(b"expiring", Record::expiring(v(1), "soon", 1_500))
+            .expect("put");
+        db.flush().expect("flush");
+        for i in (0..20u64).step_by(3) {
+            let key = format!("k{i:02}");
+            db.put(key.as_bytes(), Record::value(v(2), format!("t2-{i}")))
+                .expect("put");
+        }
+        db.put(b"k01", Record::tombstone(v(2))).expect("delete");
+        db.flush().expect("flush");
+        db.put(b"k02", Record::value(v(3), "mem")).expect("put");
+        db.put(b"k04", Record::tombstone(v(3))).expect("delete");
+        // A late write with an older version loses to the table's newer one.
+        db.put(b"k03", Record::value(v(1), "stale")).expect("put");
+        clock.store(2_000, Ordering::SeqCst);
+
+        let mut names: Vec<String> = (0..22u64).map(|i| format!("k{i:02}")).collect();
+        names.extend(["expiring", "absent", "k02", ""].map(String::from));
+        let keys: Vec<&[u8]> = names.iter().map(|k| k.as_bytes()).collect();
+        let before = db.stats().gets;
+        let batched = db.get_records(&keys).expect("get_records");
+        assert_eq!(
+            db.stats().gets - before,
+            keys.len() as u64,
+            "one get per key"
+        );
+        let single: Vec<_> = keys
+            .iter()
+            .map(|k| db.get_record(k).expect("get_record"))
+            .collect();
+        assert_eq!(batched, single);
+        // Spot checks, so the comparison cannot pass by both sides being wrong the same way.
+        assert!(batched[1].as_ref().expect("k01").is_tombstone());
+        assert_eq!(
+            batched[2].as_ref().and_then(|r| r.value.as_deref()),
+            Some(&b"mem"[..])
+        );
+        assert_eq!(
+            batched[3].as_ref().and_then(|r| r.value.as_deref()),
+            Some(&b"t2-3"[..])
+        );
+        assert!(batched[4].as_ref().expect("k04").is_tombstone());
+        assert_eq!(
+            batched[5].as_ref().and_then(|r| r.value.as_deref()),
+            Some(&b"t1-5"[..])
+        );
+        assert_eq!(batched[20], None);
+        let expired = batched[22].as_ref().expect("expired values are returned");
+        assert!(!expired.is_live(2_000));
+        assert_eq!(batched[23], None);
+        assert!(db.get_records(&[]).expect("no keys").is_empty());
+
+        let other = db.clone();
+        db.close().expect("close");
+        assert!(matches!(
+            other.get_records(&keys),
+            Err(crate::Error::Closed)
+        ));
+    }
 
     #[test]
     fn range_overlap_respects_bound_kinds() {

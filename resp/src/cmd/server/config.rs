@@ -82,7 +82,7 @@ fn parameters<C: Cluster>(ctx: &Ctx<'_, C>) -> Vec<(&'static str, String)> {
         ),
         ("maxmemory", "0".to_owned()),
         ("maxmemory-policy", "noeviction".to_owned()),
-        ("cluster-enabled", "no".to_owned()),
+        ("cluster-enabled", "yes".to_owned()),
         ("proto-max-bulk-len", limits.max_bulk_bytes.to_string()),
         (
             "client-query-buffer-limit",
