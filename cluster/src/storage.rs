@@ -75,7 +75,9 @@ pub trait Storage: Send + Sync + 'static {
     /// # Errors
     /// As [`Storage::get`]; the first failure fails the whole read.
     fn get_many(&self, keys: &[(u16, Bytes)]) -> Result<Vec<Option<Record>>, ClusterError> {
-        keys.iter().map(|(slot, key)| self.get(*slot, key)).collect()
+        keys.iter()
+            .map(|(slot, key)| self.get(*slot, key))
+            .collect()
     }
 
     /// Writes `records` atomically: after a crash all of them are there or none. When it

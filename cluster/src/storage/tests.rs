@@ -5,9 +5,10 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use ringkv_lsm::{Db, Options, ReadMode, Record, Version};
+use ringkv_lsm::{Db, Options, ReadMode, Record, Stats, Version};
 
 use crate::clock::{Clock, ManualClock};
+use crate::error::ClusterError;
 use crate::storage::{key, SlotKey, SlotRecord, Storage};
 
 const NOW_MS: u64 = 1_000_000;
@@ -126,6 +127,85 @@ fn conformance_suite<S: Storage>(s: &S, clock: &ManualClock) {
     assert!(keys::<S>(user).is_empty());
     assert_eq!(s.count_in_slot(crate::slot::SLOTS).expect("count"), 1);
     assert_eq!(s.count_in_slot(u16::MAX).expect("count"), 0);
+
+    check_get_many(s);
+}
+
+/// `get_many` answers exactly what `get` answers key by key, in the order asked.
+fn check_get_many<S: Storage>(s: &S) {
+    let asked: Vec<(u16, Bytes)> = [
+        (7, "b"),
+        (5, "k"),
+        (6, "k"),
+        (5, "e"),
+        (7, "a"),
+        (300, "0"),
+        (crate::slot::SLOTS, "sys"),
+        (7, "missing"),
+        (7, "b"),
+        (7, ""),
+    ]
+    .into_iter()
+    .map(|(slot, k)| (slot, Bytes::copy_from_slice(k.as_bytes())))
+    .collect();
+    let many = s.get_many(&asked).expect("get_many");
+    let one_by_one: Vec<_> = asked
+        .iter()
+        .map(|(slot, k)| s.get(*slot, k).expect("get"))
+        .collect();
+    assert_eq!(many, one_by_one);
+    let value = |i: usize| many[i].as_ref().and_then(|r| r.value.clone());
+    assert_eq!(value(0), Some(Bytes::from("1")));
+    assert!(many[1].as_ref().expect("tombstone").is_tombstone());
+    assert_eq!(many[2], None, "slots are separate");
+    assert_eq!(value(4), Some(Bytes::from("2")));
+    assert_eq!(value(6), Some(Bytes::from("x")));
+    assert_eq!((&many[7], &many[9]), (&None, &None));
+    assert_eq!(many[8], many[0]);
+    assert!(s.get_many(&[]).expect("no keys").is_empty());
+}
+
+/// [`Db`] behind the trait's default `get_many`, which asks `get` key by key.
+struct PerKey(Db);
+
+impl Storage for PerKey {
+    type Iter = <Db as Storage>::Iter;
+
+    fn get(&self, slot: u16, key: &[u8]) -> Result<Option<Record>, ClusterError> {
+        Storage::get(&self.0, slot, key)
+    }
+
+    fn write(&self, records: Vec<SlotRecord>) -> Result<(), ClusterError> {
+        Storage::write(&self.0, records)
+    }
+
+    fn range(
+        &self,
+        start: Bound<SlotKey<'_>>,
+        end: Bound<SlotKey<'_>>,
+        mode: ReadMode,
+    ) -> Result<Self::Iter, ClusterError> {
+        Storage::range(&self.0, start, end, mode)
+    }
+
+    fn stats(&self) -> Stats {
+        Storage::stats(&self.0)
+    }
+
+    fn shutdown(&self) -> Result<(), ClusterError> {
+        Storage::shutdown(&self.0)
+    }
+}
+
+#[test]
+fn default_get_many_conforms() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = Arc::new(ManualClock::new(NOW_MS));
+    let engine_clock = Arc::clone(&clock);
+    let opts = Options::default().with_now_ms(Arc::new(move || engine_clock.now_ms()));
+    let s = PerKey(Db::open(dir.path(), opts).expect("open"));
+    conformance_suite(&s, &clock);
+    s.shutdown().expect("shutdown");
 }
 
 #[test]
@@ -138,6 +218,7 @@ fn lsm_engine_conforms() {
     conformance_suite(&db, &clock);
     // And again after the data moved from the memtable to tables.
     db.flush().expect("flush");
+    check_get_many(&db);
     let got = Storage::get(&db, 7, b"a").expect("get").expect("present");
     assert_eq!(got.value, Some(Bytes::from("2")));
     assert_eq!(db.count_in_slot(7).expect("count"), 2);
@@ -145,5 +226,9 @@ fn lsm_engine_conforms() {
     assert!(
         Storage::get(&db, 7, b"a").is_err(),
         "closed engines refuse reads"
+    );
+    assert!(
+        db.get_many(&[(7, Bytes::from("a"))]).is_err(),
+        "closed engines refuse multi-key reads"
     );
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use bytes::Bytes;
 
-use crate::coding::{put_varint, Decoder};
+use crate::coding::{put_varint, varint_len, Decoder};
 use crate::error::{Error, Result};
 use crate::options::Compression;
 
@@ -70,6 +70,9 @@ impl BlockHandle {
 /// the payload to store with its compression byte.
 ///
 /// A block that LZ4 does not shrink is stored raw, so reading it costs no decompression.
+/// `scratch` only ever grows and its stale bytes are overwritten, not cleared: the compressor
+/// writes every byte it reports, and re-zeroing the largest possible output for every block
+/// cost more than the compression of a small block.
 pub(crate) fn compress_block<'a>(
     raw: &'a [u8],
     compression: Compression,
@@ -78,23 +81,38 @@ pub(crate) fn compress_block<'a>(
     match compression {
         Compression::None => (raw, COMPRESSION_NONE),
         Compression::Lz4 => {
-            scratch.clear();
-            put_varint(scratch, raw.len() as u64);
-            let header = scratch.len();
-            scratch.resize(
-                header + lz4_flex::block::get_maximum_output_size(raw.len()),
-                0,
-            );
-            match lz4_flex::block::compress_into(raw, &mut scratch[header..]) {
+            // The LZ4 output goes after room for the longest length varint; the varint is
+            // written just before it once its length is known, so nothing moves.
+            let body_at = MAX_VARINT_LEN;
+            let body_end = body_at + lz4_flex::block::get_maximum_output_size(raw.len());
+            if scratch.len() < body_end {
+                scratch.resize(body_end, 0);
+            }
+            let raw_len = raw.len() as u64;
+            let header = varint_len(raw_len);
+            match lz4_flex::block::compress_into(raw, &mut scratch[body_at..body_end]) {
                 Ok(n) if header + n < raw.len() => {
-                    scratch.truncate(header + n);
-                    (scratch.as_slice(), COMPRESSION_LZ4)
+                    let start = body_at - header;
+                    write_varint(&mut scratch[start..body_at], raw_len);
+                    (&scratch[start..body_at + n], COMPRESSION_LZ4)
                 }
                 // Did not shrink, or (impossible with a maximum-size output buffer) failed:
                 // storing raw is always correct.
                 _ => (raw, COMPRESSION_NONE),
             }
         }
+    }
+}
+
+/// Bytes of the longest varint (a `u64` in 7-bit groups).
+const MAX_VARINT_LEN: usize = 10;
+
+/// Writes `v` as [`put_varint`] does into `out`, which is exactly `varint_len(v)` long.
+fn write_varint(out: &mut [u8], mut v: u64) {
+    let last = out.len().saturating_sub(1);
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = if i == last { v as u8 } else { (v as u8) | 0x80 };
+        v >>= 7;
     }
 }
 
@@ -298,6 +316,53 @@ mod tests {
             .collect();
         let buf = framed(&noise, Compression::Lz4);
         assert_eq!(buf[noise.len()], COMPRESSION_NONE);
+    }
+
+    #[test]
+    fn a_reused_scratch_never_leaks_an_earlier_block() {
+        let path = PathBuf::from("t.sst");
+        let mut scratch = Vec::new();
+        // Largest first, so later, shorter blocks are written over stale bytes.
+        let blocks: Vec<Vec<u8>> = vec![
+            (0..20_000u32).map(|i| (i % 97) as u8).collect(),
+            vec![b'a'; 300],
+            (0..200u32).map(|i| (i % 5) as u8 + b'0').collect(),
+            vec![b'z'; 130],
+        ];
+        for raw in &blocks {
+            let (payload, c) = compress_block(raw, Compression::Lz4, &mut scratch);
+            assert_eq!(c, COMPRESSION_LZ4, "these blocks all shrink");
+            let mut buf = payload.to_vec();
+            buf.push(c);
+            buf.extend_from_slice(&block_crc(payload, c).to_le_bytes());
+            let h = BlockHandle {
+                offset: 0,
+                len: (buf.len() - BLOCK_TRAILER_LEN) as u64,
+            };
+            let decoded = decode_block(&path, h, Bytes::from(buf)).expect("valid block");
+            assert_eq!(decoded.as_ref(), &raw[..]);
+        }
+    }
+
+    #[test]
+    fn write_varint_matches_put_varint() {
+        for v in [
+            0,
+            1,
+            127,
+            128,
+            300,
+            16_383,
+            16_384,
+            u32::MAX as u64,
+            u64::MAX,
+        ] {
+            let mut expected = Vec::new();
+            put_varint(&mut expected, v);
+            let mut got = vec![0xAA; varint_len(v)];
+            write_varint(&mut got, v);
+            assert_eq!(got, expected, "{v}");
+        }
     }
 
     #[test]

@@ -8,9 +8,11 @@
 //! handler on the reader task (a slow handler would stall every call on the connection).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Waker};
 
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
@@ -270,7 +272,16 @@ fn dispatch<H: Handler>(
     match frame.kind {
         FrameKind::Request => {
             conn.handling.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(serve(Arc::clone(inner), Arc::clone(conn), frame));
+            // Most requests (a point read, a write without fsync) finish at their first poll:
+            // serving them here saves a task and a wake-up each. One that has to wait (an
+            // fsync off the runtime, a forwarded write, a full outbox) continues in a task of
+            // its own, so it never holds up this connection's reading; the task polls it again
+            // with a real waker.
+            let mut task = Box::pin(serve(Arc::clone(inner), Arc::clone(conn), frame));
+            let mut cx = Context::from_waker(Waker::noop());
+            if task.as_mut().poll(&mut cx).is_pending() {
+                tokio::spawn(task);
+            }
             Ok(())
         }
         FrameKind::Response => {
