@@ -27,7 +27,9 @@ pub enum FsyncPolicy {
 #[command(
     name = "ringkv",
     version,
-    about = "A Redis-protocol key-value store in the Dynamo/Cassandra family"
+    about = "A Redis-protocol key-value store in the Dynamo/Cassandra family",
+    after_help = "Admin commands:\n  ringkv status [--host H] [--port P] [--password P]   \
+                  the ring as this node sees it, like nodetool status (ringkv status --help)"
 )]
 pub struct Flags {
     /// TOML configuration file.
