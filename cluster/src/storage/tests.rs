@@ -163,6 +163,14 @@ fn check_get_many<S: Storage>(s: &S) {
     assert_eq!((&many[7], &many[9]), (&None, &None));
     assert_eq!(many[8], many[0]);
     assert!(s.get_many(&[]).expect("no keys").is_empty());
+    for (i, one) in asked.iter().enumerate() {
+        let alone = s.get_many(std::slice::from_ref(one)).expect("one key");
+        assert_eq!(
+            alone,
+            vec![many[i].clone()],
+            "a lone key reads as in a batch"
+        );
+    }
 }
 
 /// [`Db`] behind the trait's default `get_many`, which asks `get` key by key.
