@@ -103,7 +103,8 @@ start_server() {
     mkdir -p "$dir"
     case $name in
         ringkv)
-            taskset -c "$SERVER_CPU" "$RINGKV_BIN" --port "$port" --data-dir "$dir/data" \
+            taskset -c "$SERVER_CPU" "$RINGKV_BIN" --port "$port" --bus-port "$(free_port)" \
+                --data-dir "$dir/data" \
                 --worker-threads 1 --fsync periodic --log-level warn \
                 >"$WORK/$name-$round.log" 2>&1 &
             ;;

@@ -75,8 +75,8 @@ pub struct Flags {
     #[arg(long, env = "RINGKV_WRITE_CONSISTENCY", value_name = "LEVEL")]
     pub write_consistency: Option<String>,
     /// Internal bus port: peer requests (TCP) and gossip (UDP) [default: the client port +
-    /// 10000; with `--port 0`, 0 = any free port, fine for a lone node but not for one that
-    /// others name in `--seeds`].
+    /// 10000; with `--port 0` or a client port above 55535, 0 = any free port, fine for a lone
+    /// node or one peers learn by gossip, but not for one that others name in `--seeds`].
     #[arg(long, env = "RINGKV_BUS_PORT", value_name = "N")]
     pub bus_port: Option<u16>,
     /// Bus addresses of nodes to join through, comma-separated [default: none, a cluster of
@@ -421,18 +421,13 @@ impl Config {
 /// The bus port: as given, else the client port + [`BUS_PORT_OFFSET`], else (client port 0,
 /// an in-process or test node) 0 as well, any free port.
 fn resolve_bus_port(port: u16, bus_port: Option<u16>) -> Result<u16, ConfigError> {
+    // Above 55535 Redis Cluster's +10000 convention has no port to give: any free port will
+    // do, since peers learn a node's bus address by gossip (only a node others name in their
+    // --seeds needs a fixed one, and that is said with --bus-port).
     let bus_port = match bus_port {
         Some(bus_port) => bus_port,
         None if port == 0 => 0,
-        None => port
-            .checked_add(BUS_PORT_OFFSET)
-            .ok_or_else(|| ConfigError::Invalid {
-                name: "bus_port",
-                reason: format!(
-                    "the default, client port {port} + {BUS_PORT_OFFSET}, is above 65535; \
-                     give --bus-port"
-                ),
-            })?,
+        None => port.checked_add(BUS_PORT_OFFSET).unwrap_or(0),
     };
     if bus_port != 0 && bus_port == port {
         return Err(ConfigError::Invalid {

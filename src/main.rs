@@ -7,6 +7,11 @@
 
 mod status;
 
+/// mimalloc instead of glibc's malloc: per-request allocations (buffers, requests, replies)
+/// were a fifth of the node's instructions under glibc (benches/README.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
