@@ -142,18 +142,8 @@ impl<S: Storage, T: Transport> Shared<S, T> {
                 Err(e) => Err(e.to_string()),
                 Ok(r) => Ok(r),
             };
-            let ok = self.take_answer(
-                state,
-                (local, response),
-                accept,
-                &mut plan,
-                &mut answers,
-                &mut errors,
-            );
-            if !ok && fanout == Fanout::Needed {
-                self.launch_backup(state, &mut backups, &mut in_flight, &request, deadline)
-                    .await;
-            }
+            // Counted by the loop below, with the remote answers.
+            in_flight.push(Box::pin(std::future::ready((local, response))));
         }
         while !plan.needs.met() && !in_flight.is_empty() {
             match tokio::time::timeout_at(deadline, in_flight.next()).await {
@@ -183,16 +173,7 @@ impl<S: Storage, T: Transport> Shared<S, T> {
         }
         // Writes go to every live replica even when the level is met before all answered.
         in_flight.detach_if(fanout == Fanout::All);
-        if plan.needs.met() {
-            Ok(answers)
-        } else {
-            Err(ClusterError::QuorumFailed {
-                level: plan.level,
-                required: plan.required,
-                answered: plan.required.saturating_sub(plan.needs.missing()),
-                errors,
-            })
-        }
+        outcome(&plan, answers, errors)
     }
 
     /// [`Shared::gather`] when this node is the only live replica (always, on one node): no
@@ -220,16 +201,7 @@ impl<S: Storage, T: Transport> Shared<S, T> {
             &mut answers,
             &mut errors,
         );
-        if plan.needs.met() {
-            Ok(answers)
-        } else {
-            Err(ClusterError::QuorumFailed {
-                level: plan.level,
-                required: plan.required,
-                answered: plan.required.saturating_sub(plan.needs.missing()),
-                errors,
-            })
-        }
+        outcome(&plan, answers, errors)
     }
 
     /// Records one answer; returns whether it was a success.
@@ -346,6 +318,24 @@ impl<S: Storage, T: Transport> Shared<S, T> {
             addr: member.bus_addr,
         };
         self.call_peer(peer, request, self.timeout).await
+    }
+}
+
+/// The answers when they meet the plan's needs, else the level's failure naming each error.
+fn outcome(
+    plan: &Plan,
+    answers: Vec<(usize, PeerResponse)>,
+    errors: Vec<String>,
+) -> Result<Vec<(usize, PeerResponse)>, ClusterError> {
+    if plan.needs.met() {
+        Ok(answers)
+    } else {
+        Err(ClusterError::QuorumFailed {
+            level: plan.level,
+            required: plan.required,
+            answered: plan.required.saturating_sub(plan.needs.missing()),
+            errors,
+        })
     }
 }
 
