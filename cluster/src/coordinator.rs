@@ -8,7 +8,8 @@
 //! - [`config`]: the node's settings, [`ClusterConfig`].
 //! - [`ring_state`]: one consistent view + ring + topology, swapped on membership changes.
 //! - [`level`] and [`plan`]: replicas a level needs, which to ask, the `Unavailable` check.
-//! - `call`: sending one request to a plan's replicas and gathering enough answers.
+//! - `call`: sending one request to a plan's replicas and gathering enough answers; `local`:
+//!   the short path when this node is a slot's only replica (a ring of one).
 //! - [`replica`]: the replica side (local storage), shared by local and remote calls, and the
 //!   transport's [`NodeHandler`].
 //! - `read` and `write`: `Get`, unconditional and conditional `Write` (compare-and-set runs on
@@ -22,6 +23,7 @@ mod call;
 pub mod config;
 mod keyspace;
 pub mod level;
+mod local;
 pub mod locks;
 pub mod plan;
 pub mod random;

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::coordinator::local::is_limit_error;
 use crate::coordinator::plan::Plan;
 use crate::coordinator::replica::serve_maybe_blocking;
 use crate::coordinator::ring_state::RingState;
@@ -337,14 +338,4 @@ fn outcome(
             errors,
         })
     }
-}
-
-/// Whether `error` is the engine refusing a key or value over its limits.
-fn is_limit_error(error: &ClusterError) -> bool {
-    matches!(
-        error,
-        ClusterError::Storage(
-            ringkv_lsm::Error::KeyTooLarge { .. } | ringkv_lsm::Error::ValueTooLarge { .. }
-        )
-    )
 }

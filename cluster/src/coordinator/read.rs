@@ -62,6 +62,9 @@ impl<S: Storage, T: Transport> Shared<S, T> {
         keys: Vec<Bytes>,
         level: Level,
     ) -> Result<Vec<Option<Record>>, ClusterError> {
+        if let Some(read) = self.read_local(state, &keys, level) {
+            return read;
+        }
         let mut groups = group_by_replicas(state, keys.into_iter().map(|k| (key_slot(&k), k)));
         let n: usize = groups.iter().map(|g| g.indices.len()).sum();
         let mut out: Vec<Option<Record>> = vec![None; n];

@@ -183,6 +183,10 @@ impl<S: Storage, T: Transport> Shared<S, T> {
         records: Vec<SlotRecord>,
         level: Level,
     ) -> Result<(), ClusterError> {
+        let records = match self.apply_local(state, records, level) {
+            Ok(applied) => return applied,
+            Err(records) => records,
+        };
         // A linear search, as reads group their keys (few groups per request).
         let mut keyed: Vec<(&[usize], u16, Vec<SlotRecord>)> = Vec::new();
         for record in records {
