@@ -9,7 +9,8 @@
 //! - [`ring_state`]: one consistent view + ring + topology, swapped on membership changes.
 //! - [`level`] and [`plan`]: replicas a level needs, which to ask, the `Unavailable` check.
 //! - `call`: sending one request to a plan's replicas and gathering enough answers; `local`:
-//!   the short path when this node is a slot's only replica (a ring of one).
+//!   the short path when this node is a slot's only replica (a ring of one); `flush_group`:
+//!   local writes sharing one flush of the engine's WAL buffer.
 //! - [`replica`]: the replica side (local storage), shared by local and remote calls, and the
 //!   transport's [`NodeHandler`].
 //! - `read` and `write`: `Get`, unconditional and conditional `Write` (compare-and-set runs on
@@ -21,6 +22,7 @@
 
 mod call;
 pub mod config;
+mod flush_group;
 mod keyspace;
 pub mod level;
 mod local;
@@ -57,6 +59,7 @@ use crate::transport::{Peer, Transport, TransportError};
 use crate::view::View;
 
 pub use self::config::ClusterConfig;
+use self::flush_group::FlushGroups;
 pub use self::keyspace::EXACT_COUNT_BUDGET;
 use self::locks::KeyLocks;
 use self::random::SeededRng;
@@ -111,7 +114,9 @@ pub(crate) struct Inner<S> {
     pub(crate) rng: SeededRng,
     node_id: String,
     /// Whether a write may wait on an fsync (decides whether writes leave the runtime).
-    writes_may_block: bool,
+    pub(crate) writes_may_block: bool,
+    /// Buffered writes waiting to share one flush of the storage.
+    pub(crate) flushes: FlushGroups,
     shutting_down: AtomicBool,
 }
 
@@ -156,7 +161,7 @@ impl LocalCluster<Db> {
     /// by another process, corruption, I/O).
     pub fn open(config: ClusterConfig) -> Result<Self, ClusterError> {
         let (db, params) = open_storage(config)?;
-        Ok(Self::with_storage(db, params))
+        Self::with_storage(db, params)
     }
 }
 
@@ -189,37 +194,46 @@ pub fn open_storage(config: ClusterConfig) -> Result<(Db, LocalParams), ClusterE
 }
 
 impl<S: Storage> LocalCluster<S> {
-    /// A cluster of one over an already open `storage`.
-    pub fn with_storage(storage: S, params: LocalParams) -> Self {
+    /// A cluster of one over an already open `storage`, its clock started above every
+    /// version the storage holds.
+    ///
+    /// # Errors
+    /// [`ClusterError::Storage`] when the storage cannot tell its highest version.
+    pub fn with_storage(storage: S, params: LocalParams) -> Result<Self, ClusterError> {
         let view = single_node_view(
             &params.node_id,
             node_number(&params.node_id),
             params.client_addr,
         );
-        let inner = Arc::new(Inner::new(storage, params));
-        Coordinator::new(
+        let inner = Arc::new(Inner::new(storage, params)?);
+        Ok(Coordinator::new(
             inner,
             NoPeers,
             Replication::simple(1),
             view,
             DEFAULT_REQUEST_TIMEOUT,
-        )
+        ))
     }
 }
 
-impl<S> Inner<S> {
-    fn new(storage: S, params: LocalParams) -> Self {
+impl<S: Storage> Inner<S> {
+    /// The local side over `storage`. The clock starts above every version stored: the wall
+    /// clock may have stepped back while the node was down, and a version below one it
+    /// stored before would silently lose last-write-wins.
+    fn new(storage: S, params: LocalParams) -> Result<Self, ClusterError> {
         let node = node_number(&params.node_id);
-        Inner {
+        let hlc = Hlc::starting_after(Arc::clone(&params.clock), node, storage.max_hlc()?);
+        Ok(Inner {
             storage,
-            hlc: Hlc::new(Arc::clone(&params.clock), node),
+            hlc,
             clock: params.clock,
             scans: Mutex::new(ScanTable::new(MAX_SCAN_HANDLES, MAX_SCAN_KEY_BYTES)),
             rng: SeededRng::new(params.seed),
             node_id: params.node_id,
             writes_may_block: params.writes_may_block,
+            flushes: FlushGroups::default(),
             shutting_down: AtomicBool::new(false),
-        }
+        })
     }
 }
 
@@ -230,11 +244,21 @@ pub struct LocalNode<S: Storage> {
 }
 
 impl<S: Storage> LocalNode<S> {
-    /// The local side over `storage`.
-    pub fn new(storage: S, params: LocalParams) -> Self {
-        Self {
-            inner: Arc::new(Inner::new(storage, params)),
-        }
+    /// The local side over `storage`, its clock started above every version the storage
+    /// holds.
+    ///
+    /// # Errors
+    /// [`ClusterError::Storage`] when the storage cannot tell its highest version.
+    pub fn new(storage: S, params: LocalParams) -> Result<Self, ClusterError> {
+        Ok(Self {
+            inner: Arc::new(Inner::new(storage, params)?),
+        })
+    }
+
+    /// Moves the node's clock past a peer's timestamp (one it gossiped), unless it is
+    /// implausibly far ahead of the wall clock ([`replica::MAX_CLOCK_DRIFT_MS`]).
+    pub fn observe_peer_clock(&self, remote: u64) {
+        self.inner.observe_peer_clock(remote);
     }
 
     /// The local storage.
@@ -300,6 +324,12 @@ impl<S: Storage, T: Transport> Coordinator<S, T> {
     /// The node's hybrid logical clock.
     pub fn hlc(&self) -> &Hlc {
         &self.shared.inner.hlc
+    }
+
+    /// Moves the node's clock past a peer's timestamp (one it gossiped), unless it is
+    /// implausibly far ahead of the wall clock ([`replica::MAX_CLOCK_DRIFT_MS`]).
+    pub fn observe_peer_clock(&self, remote: u64) {
+        self.shared.inner.observe_peer_clock(remote);
     }
 
     /// The transport to peers.

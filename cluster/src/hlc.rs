@@ -3,11 +3,16 @@
 //! Owns [`Hlc`]: timestamps of `wall milliseconds << 16 | logical counter` that strictly
 //! increase on each node, never go backwards when the wall clock does, and move past every
 //! version the node has seen from others ([`Hlc::observe`]), so a write that follows a read of
-//! another node's write always carries a higher version. Must never read the system time
-//! itself: it wraps a [`Clock`].
+//! another node's write always carries a higher version. A node's clock also starts above
+//! everything the node knows of, because the wall clock may have stepped back while it was
+//! down: the coordinator observes the highest version in its storage before serving, and the
+//! node observes its peers' gossiped clocks ([`Hlc::current`]). Must never read the system
+//! time itself: it wraps a [`Clock`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+
+use tracing::warn;
 
 use crate::api::Version;
 use crate::clock::Clock;
@@ -32,6 +37,29 @@ impl Hlc {
             last: AtomicU64::new(0),
             node,
         }
+    }
+
+    /// A clock for the node numbered `node` whose timestamps are all above `floor`: the
+    /// highest timestamp the node used before it (re)started, as its storage holds it.
+    ///
+    /// No drift bound applies, unlike a peer's timestamp: stored versions are this node's own
+    /// data, and its new writes to those keys must beat them whatever the wall clock says now.
+    /// A floor ahead of the wall clock (the clock stepped back while the node was down) is
+    /// logged, since versions then run ahead of wall time until it catches up.
+    pub fn starting_after(clock: Arc<dyn Clock>, node: u32, floor: u64) -> Self {
+        let wall_ms = clock.now_ms();
+        let floor_ms = floor >> LOGICAL_BITS;
+        if floor_ms > wall_ms {
+            warn!(
+                stored_ms = floor_ms,
+                wall_ms,
+                ahead_ms = floor_ms - wall_ms,
+                "stored versions are ahead of the wall clock; the clock starts above them"
+            );
+        }
+        let hlc = Self::new(clock, node);
+        hlc.observe(floor);
+        hlc
     }
 
     /// A fresh timestamp: the wall clock's milliseconds in the high bits when that is ahead of
@@ -63,6 +91,13 @@ impl Hlc {
     /// peer's timestamp; this only records it.
     pub fn observe(&self, remote: u64) {
         self.last.fetch_max(remote, Ordering::AcqRel);
+    }
+
+    /// The latest timestamp handed out or observed (0 before the first): every version this
+    /// node issued is at or below it. It is what the node gossips, so peers (and this node
+    /// after a restart) can move past it. Reading it takes no timestamp.
+    pub fn current(&self) -> u64 {
+        self.last.load(Ordering::Acquire)
     }
 
     /// This node's number, the tie-break in its versions.
@@ -149,6 +184,28 @@ mod tests {
         let t = hlc.now();
         hlc.observe(1);
         assert_eq!(hlc.now(), t + 1);
+    }
+
+    #[test]
+    fn starting_after_a_floor_ahead_of_the_wall_clock_issues_above_it() {
+        let clock = Arc::new(ManualClock::new(1_000));
+        let floor = (50_000 << LOGICAL_BITS) | 7;
+        let hlc = Hlc::starting_after(Arc::clone(&clock) as Arc<dyn Clock>, 3, floor);
+        assert_eq!(hlc.now(), floor + 1);
+        // A floor behind the wall clock changes nothing: the wall clock leads.
+        let hlc = Hlc::starting_after(clock as Arc<dyn Clock>, 3, 5);
+        assert_eq!(hlc.now() >> LOGICAL_BITS, 1_000);
+    }
+
+    #[test]
+    fn current_is_the_latest_timestamp_and_takes_none() {
+        let (_, hlc) = hlc_at(1_000);
+        assert_eq!(hlc.current(), 0);
+        let t = hlc.now();
+        assert_eq!((hlc.current(), hlc.current()), (t, t));
+        assert_eq!(hlc.now(), t + 1);
+        hlc.observe(t + 100);
+        assert_eq!(hlc.current(), t + 100);
     }
 
     #[test]

@@ -8,11 +8,14 @@
 //! - `state`: the gossiped keys and their encodings (a [`Member`] to key-values and back).
 //! - `assemble`: which members a view holds (newest generation, no `Left`, unique numbers).
 //! - `refresh`: reads chitchat and republishes the view when it changes.
+//! - `clocks`: each node's hybrid logical clock, gossiped beside (not in) its member, so a
+//!   restarted node can start its clock above the versions it issued before.
 //!
 //! Must never decide placement or talk the internal protocol: the ring and the coordinator
 //! read views; the TCP transport carries requests.
 
 mod assemble;
+mod clocks;
 mod config;
 mod refresh;
 mod state;

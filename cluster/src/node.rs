@@ -4,8 +4,14 @@
 //! identity from the system keyspace (tokens and generation; a first start chooses tokens,
 //! from the ring it sees after a short wait for gossip, and stores them), binds the internal
 //! transport on the bus port (TCP) and gossips on the same port (UDP), then keeps the
-//! coordinator's ring in step with every membership view. Must never interpret client
-//! commands and never choose tokens again for a node that has them.
+//! coordinator's ring in step with every membership view. Before it serves anyone, its clock
+//! is above every version it stored (the coordinator sees to that) and every clock its peers
+//! gossip (it waits, up to the join wait, to hear one); afterwards it keeps publishing its
+//! clock and following theirs. Must never interpret client commands and never choose tokens
+//! again for a node that has them.
+
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,6 +35,9 @@ pub type NodeCoordinator = Coordinator<Db, TcpTransport<NodeHandler<Db>>>;
 
 /// How often a node publishes its load (bytes on disk) to gossip.
 const LOAD_INTERVAL: Duration = Duration::from_secs(10);
+/// How often a node publishes its clock to gossip and moves past the clocks peers published:
+/// often enough that a peer restarting a moment after a write still finds it covered.
+const CLOCK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Everything a node needs to start.
 #[derive(Clone, Debug)]
@@ -111,7 +120,7 @@ impl ClusterNode {
         let number = node_number(&node_id);
         let clock = Arc::clone(&config.cluster.clock);
         let (db, params) = open_storage(config.cluster.clone())?;
-        let local = LocalNode::new(db, params);
+        let local = LocalNode::new(db, params)?;
         let stored = load_local_state(local.storage())?;
         if let Some(s) = &stored {
             if s.node_id != node_id {
@@ -160,16 +169,20 @@ impl ClusterNode {
         gossip.gossip_interval = config.gossip_interval;
         gossip.failure = config.failure.clone();
         let membership = Arc::new(Membership::start(gossip).await?);
+        membership.set_hlc(local.hlc().current()).await;
+        // One deadline for everything a start waits to hear from gossip.
+        let join_deadline = tokio::time::Instant::now() + config.join_wait;
         let tokens = match stored.as_ref().filter(|s| !s.tokens.is_empty()) {
             Some(s) => s.tokens.clone(),
             None => {
-                let view = wait_for_ring(&membership, &config).await;
+                let view = wait_for_ring(&membership, &config, join_deadline).await;
                 let seed = clock.now_ms() ^ u64::from(number);
                 let tokens = allocate_tokens(&view, &config.replication, config.vnodes, seed);
                 info!(tokens = tokens.len(), "first start: chose ring tokens");
                 tokens
             }
         };
+        catch_up_clocks(&membership, &local, &config, join_deadline).await;
         store_local_state(
             local.storage(),
             &LocalState {
@@ -191,6 +204,7 @@ impl ClusterNode {
         handler.set_leader(coordinator.as_leader());
         let mut tasks = vec![follow_views(&membership, coordinator.clone())];
         tasks.push(publish_load(&membership, coordinator.clone()));
+        tasks.push(follow_clocks(&membership, coordinator.clone()));
         info!(
             node_id = %node_id,
             bus = %bus_addr,
@@ -235,11 +249,14 @@ impl ClusterNode {
     }
 }
 
-/// Listens to gossip for up to `join_wait` (less when there are no seeds) and returns the
-/// view then: the ring a first start chooses its tokens against.
-async fn wait_for_ring(membership: &Membership, config: &NodeConfig) -> View {
+/// Listens to gossip until `deadline` (less when there are no seeds) and returns the view
+/// then: the ring a first start chooses its tokens against.
+async fn wait_for_ring(
+    membership: &Membership,
+    config: &NodeConfig,
+    deadline: tokio::time::Instant,
+) -> View {
     let mut views = membership.view();
-    let deadline = tokio::time::Instant::now() + config.join_wait;
     let has_others = |v: &View| {
         v.members
             .iter()
@@ -259,6 +276,35 @@ async fn wait_for_ring(membership: &Membership, config: &NodeConfig) -> View {
     }
     let view = membership.current();
     (*view).clone()
+}
+
+/// Moves the clock past every clock peers gossip, first waiting (when there are seeds, until
+/// `deadline`) to hear at least one. Versions this node issued for keys it does not store
+/// live only on peers, whose clocks are at or above them; if the wall clock stepped back
+/// while the node was down, only those clocks keep its new versions above the old ones.
+async fn catch_up_clocks(
+    membership: &Membership,
+    local: &LocalNode<Db>,
+    config: &NodeConfig,
+    deadline: tokio::time::Instant,
+) {
+    loop {
+        let clocks = membership.peer_clocks().await;
+        let now = tokio::time::Instant::now();
+        if !clocks.is_empty() || config.seeds.is_empty() || now >= deadline {
+            if clocks.is_empty() && !config.seeds.is_empty() {
+                info!(
+                    "no peer's clock heard within the join wait; starting from the stored versions"
+                );
+            }
+            for hlc in clocks {
+                local.observe_peer_clock(hlc);
+            }
+            return;
+        }
+        // Chitchat signals no change of a key, so this polls, once per gossip round.
+        tokio::time::sleep_until((now + config.gossip_interval).min(deadline)).await;
+    }
 }
 
 /// Keeps the coordinator's ring in step with membership.
@@ -285,6 +331,23 @@ fn publish_load(membership: &Arc<Membership>, coordinator: NodeCoordinator) -> J
             membership
                 .set_load(disk_bytes(&coordinator.storage().stats()))
                 .await;
+        }
+    })
+}
+
+/// Publishes this node's clock to gossip and moves past the clocks peers published, every
+/// [`CLOCK_INTERVAL`]: what a peer restarting later catches up with.
+fn follow_clocks(membership: &Arc<Membership>, coordinator: NodeCoordinator) -> JoinHandle<()> {
+    let membership = Arc::clone(membership);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(CLOCK_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            membership.set_hlc(coordinator.hlc().current()).await;
+            for hlc in membership.peer_clocks().await {
+                coordinator.observe_peer_clock(hlc);
+            }
         }
     })
 }

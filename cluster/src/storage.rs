@@ -88,6 +88,26 @@ pub trait Storage: Send + Sync + 'static {
     /// written), I/O failures, a poisoned engine.
     fn write(&self, records: Vec<SlotRecord>) -> Result<(), ClusterError>;
 
+    /// Writes `records` atomically, as [`Storage::write`], but may leave them short of the
+    /// durability the fsync mode promises (in the engine's WAL buffer) until the next
+    /// [`Storage::flush_writes`]; readers may see them before. Whoever acknowledges such a
+    /// write must flush first. The default writes through.
+    ///
+    /// # Errors
+    /// As [`Storage::write`].
+    fn write_buffered(&self, records: Vec<SlotRecord>) -> Result<(), ClusterError> {
+        self.write(records)
+    }
+
+    /// Makes every [`Storage::write_buffered`] write so far as durable as [`Storage::write`]
+    /// makes its own (many writes then share one system call). The default has nothing to do.
+    ///
+    /// # Errors
+    /// [`ClusterError::Storage`] when handing the writes to the operating system fails.
+    fn flush_writes(&self) -> Result<(), ClusterError> {
+        Ok(())
+    }
+
     /// Records with positions between `start` and `end`, in `(slot, key)` order, one per key:
     /// live ones only, or every winning record with [`ReadMode::AllRecords`].
     ///
@@ -103,6 +123,14 @@ pub trait Storage: Send + Sync + 'static {
 
     /// The engine's figures, for `INFO`.
     fn stats(&self) -> Stats;
+
+    /// The highest HLC timestamp of any version the storage holds (0 when it holds none),
+    /// read from metadata, not by scanning. The node's clock starts above it, so versions it
+    /// issues after a restart beat the ones it stored before, whatever its wall clock did.
+    ///
+    /// # Errors
+    /// [`ClusterError::Storage`] when the storage cannot tell.
+    fn max_hlc(&self) -> Result<u64, ClusterError>;
 
     /// Makes everything written durable and stops the engine; later calls fail.
     ///

@@ -7,6 +7,7 @@
 
 mod compact;
 mod flush;
+mod max_version;
 mod read;
 mod state;
 mod worker;
@@ -236,7 +237,7 @@ impl Db {
     pub fn put(&self, key: &[u8], record: Record) -> Result<()> {
         let mut batch = WriteBatch::new();
         batch.put(Bytes::copy_from_slice(key), record);
-        self.inner.write(batch)
+        self.inner.write(batch, false)
     }
 
     /// Writes a batch atomically: after a crash, all of it or none of it is there.
@@ -244,7 +245,31 @@ impl Db {
     /// # Errors
     /// As [`Db::put`]; a single oversized record rejects the whole batch.
     pub fn write(&self, batch: WriteBatch) -> Result<()> {
-        self.inner.write(batch)
+        self.inner.write(batch, false)
+    }
+
+    /// Writes a batch atomically, as [`Db::write`], except that with
+    /// [`crate::FsyncMode::Periodic`] its WAL frame may stay in the engine's buffer when this
+    /// returns: it is handed to the operating system by the next [`Db::flush_wal`], by any
+    /// [`Db::write`], by the periodic fsync, or once the buffer holds 1 MiB. Until then a
+    /// process crash loses it, and other readers already see it (as redis's clients see a
+    /// write before its AOF buffer is written). Callers that acknowledge a write must call
+    /// [`Db::flush_wal`] first; many writes then share one `write(2)`. With
+    /// [`crate::FsyncMode::Always`] this is [`Db::write`].
+    ///
+    /// # Errors
+    /// As [`Db::write`].
+    pub fn write_buffered(&self, batch: WriteBatch) -> Result<()> {
+        self.inner.write(batch, true)
+    }
+
+    /// Hands every WAL frame buffered by [`Db::write_buffered`] to the operating system, in
+    /// one `write(2)`: from then on they survive the process being killed.
+    ///
+    /// # Errors
+    /// [`Error::Poisoned`] if the write fails or an earlier write or fsync failed.
+    pub fn flush_wal(&self) -> Result<()> {
+        self.inner.wal.write_pending()
     }
 
     /// The live value of `key`: `None` if absent, deleted or expired.

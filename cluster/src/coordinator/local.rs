@@ -65,7 +65,7 @@ impl<S: Storage, T: Transport> Shared<S, T> {
 
     /// Stores `records` here when every record's slot has this node as its only replica and
     /// the write cannot block on an fsync; gives the records back otherwise.
-    pub(crate) fn apply_local(
+    pub(crate) async fn apply_local(
         &self,
         state: &RingState,
         records: Vec<SlotRecord>,
@@ -78,9 +78,17 @@ impl<S: Storage, T: Transport> Shared<S, T> {
         if !inline {
             return Err(records);
         }
-        Ok(self.checked(state, level, Operation::Write, || {
-            self.inner.storage.write(records)
-        }))
+        let required = match check_available(level, Operation::Write, 1, 1) {
+            Ok(required) => required,
+            Err(e) => return Ok(Err(e)),
+        };
+        // Our own fresh versions: nothing for the clock to observe, unlike a peer's apply.
+        let storage = &self.inner.storage;
+        let applied = match storage.write_buffered(records) {
+            Ok(()) => self.inner.flushes.flush(storage).await,
+            Err(e) => Err(e),
+        };
+        Ok(applied.map_err(|e| local_failure(state, level, required, e)))
     }
 
     /// Runs `serve` if `level` can be met by this node alone, with the general path's errors.
@@ -92,17 +100,26 @@ impl<S: Storage, T: Transport> Shared<S, T> {
         serve: impl FnOnce() -> Result<R, ClusterError>,
     ) -> Result<R, ClusterError> {
         let required = check_available(level, op, 1, 1)?;
-        serve().map_err(|e| {
-            if is_limit_error(&e) {
-                return e;
-            }
-            ClusterError::QuorumFailed {
-                level,
-                required,
-                answered: 0,
-                errors: vec![format!("{}: {e}", state.view.local().node_id)],
-            }
-        })
+        serve().map_err(|e| local_failure(state, level, required, e))
+    }
+}
+
+/// A local storage failure as the general path reports it: the engine's own error for a key or
+/// value over its limits, otherwise the level not met, naming this node's error.
+fn local_failure(
+    state: &RingState,
+    level: Level,
+    required: usize,
+    e: ClusterError,
+) -> ClusterError {
+    if is_limit_error(&e) {
+        return e;
+    }
+    ClusterError::QuorumFailed {
+        level,
+        required,
+        answered: 0,
+        errors: vec![format!("{}: {e}", state.view.local().node_id)],
     }
 }
 

@@ -87,10 +87,25 @@ impl<S: Storage> Inner<S> {
     }
 
     fn apply(&self, records: Vec<SlotRecord>) -> Result<(), ClusterError> {
+        self.observe_versions(&records);
+        self.storage.write(records)
+    }
+
+    /// [`Inner::apply`] for writes that cannot block on an fsync: the records go to the
+    /// engine's buffer and share one flush with the writes stored alongside them.
+    pub(crate) async fn apply_buffered(
+        &self,
+        records: Vec<SlotRecord>,
+    ) -> Result<(), ClusterError> {
+        self.observe_versions(&records);
+        self.storage.write_buffered(records)?;
+        self.flushes.flush(&self.storage).await
+    }
+
+    fn observe_versions(&self, records: &[SlotRecord]) {
         if let Some(max) = records.iter().map(|r| r.record.version.hlc).max() {
             self.observe_peer_clock(max);
         }
-        self.storage.write(records)
     }
 
     fn read_range(
@@ -332,7 +347,13 @@ pub(crate) async fn serve_maybe_blocking<S: Storage>(
     request: PeerRequest,
 ) -> Result<PeerResponse, ClusterError> {
     if !may_block(&request, inner.writes_may_block) {
-        return inner.serve(request);
+        return match request {
+            PeerRequest::Apply { records } => inner
+                .apply_buffered(records)
+                .await
+                .map(|()| PeerResponse::Applied),
+            request => inner.serve(request),
+        };
     }
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return inner.serve(request);

@@ -2,6 +2,7 @@
 //! scans (and their guarantee under concurrent changes), ranges, keyspace requests, and a
 //! proptest against a `BTreeMap` model.
 
+mod clock_start;
 mod model;
 mod sim;
 

@@ -183,7 +183,7 @@ impl<S: Storage, T: Transport> Shared<S, T> {
         records: Vec<SlotRecord>,
         level: Level,
     ) -> Result<(), ClusterError> {
-        let records = match self.apply_local(state, records, level) {
+        let records = match self.apply_local(state, records, level).await {
             Ok(applied) => return applied,
             Err(records) => records,
         };

@@ -26,6 +26,10 @@ pub const KEY_TOKENS: &str = "tokens";
 pub const KEY_STATUS: &str = "status";
 /// Key of the load in bytes (decimal u64).
 pub const KEY_LOAD: &str = "load";
+/// Key of the node's hybrid logical clock (decimal u64): the latest timestamp it handed out
+/// or observed. Not part of a [`Member`]: it changes about every second while the node
+/// writes, and views (which the coordinator rebuilds its ring from) must not.
+pub const KEY_HLC: &str = "hlc";
 /// Set (to `"1"`) by a node that is shutting down cleanly, so peers mark it down at once
 /// instead of waiting for the failure detector. A restart is a new generation with a fresh
 /// state, so the mark never outlives the run that wrote it.

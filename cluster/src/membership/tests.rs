@@ -262,6 +262,43 @@ async fn status_tokens_and_load_changes_propagate() {
     }
 }
 
+/// Waits until `node` has heard a clock of at least `hlc` from a peer, returning its clocks.
+async fn wait_for_clock(node: &Membership, hlc: u64) -> Vec<u64> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let clocks = node.peer_clocks().await;
+        if clocks.iter().any(|&c| c >= hlc) {
+            return clocks;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "clock {hlc} never arrived; heard {clocks:?}"
+        );
+        tokio::time::sleep(GOSSIP_INTERVAL).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_published_clock_reaches_peers() {
+    let ports = [free_port(), free_port()];
+    let a = member("node-a", 1, ports[0], 0);
+    let b = member("node-b", 2, ports[1], 1);
+    let node_a = start(a.clone(), &ports[..1]).await;
+    let node_b = start(b.clone(), &ports[..1]).await;
+    wait_for(&node_a, "two members", |v| holds(v, &[&a, &b])).await;
+
+    node_a.set_hlc(5 << 16).await;
+    node_b.set_hlc(7 << 16).await;
+    assert_eq!(wait_for_clock(&node_a, 7 << 16).await, vec![7 << 16]);
+    // A newer clock replaces the older one; a node never lists its own.
+    node_b.set_hlc(9 << 16).await;
+    assert_eq!(wait_for_clock(&node_a, 9 << 16).await, vec![9 << 16]);
+    assert_eq!(wait_for_clock(&node_b, 5 << 16).await, vec![5 << 16]);
+    for node in [node_a, node_b] {
+        node.shutdown().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_of_another_cluster_are_not_seen() {
     let ports = [free_port(), free_port(), free_port()];

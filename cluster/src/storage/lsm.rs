@@ -48,6 +48,15 @@ fn engine_bound<'b>(bound: Bound<SlotKey<'_>>, buf: &'b mut Vec<u8>) -> Bound<&'
     }
 }
 
+/// `records` as one engine batch under their slot-prefixed keys.
+fn engine_batch(records: Vec<SlotRecord>) -> WriteBatch {
+    let mut batch = WriteBatch::new();
+    for r in records {
+        batch.put(key::encode(r.slot, &r.key), r.record);
+    }
+    batch
+}
+
 impl Storage for Db {
     type Iter = LsmIter;
 
@@ -79,11 +88,15 @@ impl Storage for Db {
     }
 
     fn write(&self, records: Vec<SlotRecord>) -> Result<(), ClusterError> {
-        let mut batch = WriteBatch::new();
-        for r in records {
-            batch.put(key::encode(r.slot, &r.key), r.record);
-        }
-        Ok(Db::write(self, batch)?)
+        Ok(Db::write(self, engine_batch(records))?)
+    }
+
+    fn write_buffered(&self, records: Vec<SlotRecord>) -> Result<(), ClusterError> {
+        Ok(Db::write_buffered(self, engine_batch(records))?)
+    }
+
+    fn flush_writes(&self) -> Result<(), ClusterError> {
+        Ok(Db::flush_wal(self)?)
     }
 
     fn range(
@@ -102,6 +115,10 @@ impl Storage for Db {
 
     fn stats(&self) -> Stats {
         Db::stats(self)
+    }
+
+    fn max_hlc(&self) -> Result<u64, ClusterError> {
+        Ok(self.max_version().map_or(0, |v| v.hlc))
     }
 
     fn shutdown(&self) -> Result<(), ClusterError> {

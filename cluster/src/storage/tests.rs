@@ -35,6 +35,7 @@ fn keys<S: Storage>(iter: S::Iter) -> Vec<(u16, String)> {
 
 /// Every [`Storage`] must pass this. `clock` is the clock the storage reads for expiry.
 fn conformance_suite<S: Storage>(s: &S, clock: &ManualClock) {
+    assert_eq!(s.max_hlc().expect("max_hlc"), 0, "nothing stored yet");
     // The highest version wins, whatever the arrival order.
     s.put(5, "k".into(), Record::value(v(20), "new"))
         .expect("put");
@@ -47,6 +48,7 @@ fn conformance_suite<S: Storage>(s: &S, clock: &ManualClock) {
     // Tombstones and expired values are returned by `get` as records.
     s.put(5, "k".into(), Record::tombstone(v(30)))
         .expect("delete");
+    assert_eq!(s.max_hlc().expect("max_hlc"), 30, "tombstones count");
     assert!(s
         .get(5, b"k")
         .expect("get")
@@ -198,6 +200,10 @@ impl Storage for PerKey {
 
     fn stats(&self) -> Stats {
         Storage::stats(&self.0)
+    }
+
+    fn max_hlc(&self) -> Result<u64, ClusterError> {
+        Storage::max_hlc(&self.0)
     }
 
     fn shutdown(&self) -> Result<(), ClusterError> {

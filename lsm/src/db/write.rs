@@ -59,6 +59,9 @@ struct QueueState {
 struct PendingWrite {
     records: Vec<(Bytes, Record)>,
     bytes: usize,
+    /// Whether the writer accepts its WAL frame staying in the WAL's buffer (see
+    /// [`crate::Db::write_buffered`]).
+    buffered: bool,
     /// Where the writer waits. Each writer has its own, so a leader wakes its group in
     /// parallel instead of every follower queueing on one mutex to find out.
     slot: Arc<Slot>,
@@ -89,8 +92,9 @@ impl Slot {
 }
 
 impl DbInner {
-    /// Writes a batch; see [`crate::Db::write`].
-    pub(crate) fn write(&self, batch: WriteBatch) -> Result<()> {
+    /// Writes a batch; see [`crate::Db::write`] (`buffered` false) and
+    /// [`crate::Db::write_buffered`] (true).
+    pub(crate) fn write(&self, batch: WriteBatch, buffered: bool) -> Result<()> {
         self.check_open()?;
         self.check_limits(&batch)?;
         if batch.records.is_empty() {
@@ -109,6 +113,7 @@ impl DbInner {
         queue.pending.push(PendingWrite {
             records: batch.records,
             bytes,
+            buffered,
             slot: Arc::clone(&slot),
         });
         if queue.gathering {
@@ -169,9 +174,13 @@ impl DbInner {
                 .collect(),
         };
         let user_bytes: usize = handover.group.iter().map(|w| w.bytes).sum();
+        let write_now = handover.group.iter().any(|w| !w.buffered);
         let result = self.append_group(records, user_bytes).and_then(|lsn| {
             if self.opts.fsync == FsyncMode::Always {
+                // Every acknowledged write is fsynced, buffered or not.
                 self.wal.sync_to(lsn)
+            } else if write_now {
+                self.wal.write_pending()
             } else {
                 Ok(())
             }
@@ -184,8 +193,9 @@ impl DbInner {
         result
     }
 
-    /// Appends a group of batches to the WAL as one frame and inserts it into the memtable;
-    /// returns the WAL position to fsync to. Called by the leader only.
+    /// Appends a group of batches to the WAL's buffer as one frame and inserts it into the
+    /// memtable; returns the WAL position to fsync to. The caller hands the buffer to the
+    /// operating system as its writers ask. Called by the leader only.
     fn append_group(&self, records: Vec<(Bytes, Record)>, user_bytes: usize) -> Result<Lsn> {
         let count = records.len() as u64;
         let lsn = {
@@ -195,7 +205,7 @@ impl DbInner {
                 first_seqno,
                 records,
             };
-            let lsn = self.wal.append(&wal_batch)?;
+            let lsn = self.wal.append_buffered(&wal_batch)?;
             let view = self.view();
             for (i, (key, record)) in wal_batch.records.into_iter().enumerate() {
                 view.active.insert(
@@ -416,6 +426,133 @@ mod tests {
                 assert_eq!(got.as_deref(), Some(key.as_bytes()));
             }
         }
+    }
+
+    /// Bytes of the WAL segments in `dir`, as the operating system has them.
+    fn wal_bytes(dir: &std::path::Path) -> u64 {
+        std::fs::read_dir(dir.join("wal"))
+            .expect("wal dir")
+            .map(|e| e.expect("entry").metadata().expect("metadata").len())
+            .sum()
+    }
+
+    /// What a process crash would leave: a copy of the data directory's files as they are.
+    fn crash_copy(from: &std::path::Path, to: &std::path::Path) {
+        for entry in walkdir(from) {
+            let rel = entry.strip_prefix(from).expect("under the data dir");
+            let target = to.join(rel);
+            std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
+            std::fs::copy(&entry, &target).expect("copy");
+        }
+    }
+
+    fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                files.extend(walkdir(&path));
+            } else {
+                files.push(path);
+            }
+        }
+        files
+    }
+
+    fn value_of(db: &Db, key: &str) -> Option<bytes::Bytes> {
+        db.get(key.as_bytes()).expect("get").and_then(|r| r.value)
+    }
+
+    #[test]
+    fn buffered_writes_reach_the_os_only_when_flushed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open(
+            dir.path(),
+            FsyncMode::Periodic {
+                interval_ms: 60_000,
+            },
+        );
+        let before = wal_bytes(dir.path());
+        let mut batch = WriteBatch::new();
+        batch.put("a", Record::value(Version::new(1, 0), "1"));
+        db.write_buffered(batch).expect("buffered write");
+        // Readers see it at once; the file does not have it yet.
+        assert_eq!(value_of(&db, "a").as_deref(), Some(&b"1"[..]));
+        assert_eq!(wal_bytes(dir.path()), before);
+        let unflushed = tempfile::tempdir().expect("tempdir");
+        crash_copy(dir.path(), unflushed.path());
+
+        db.flush_wal().expect("flush");
+        let flushed_len = wal_bytes(dir.path());
+        assert!(flushed_len > before);
+        let flushed = tempfile::tempdir().expect("tempdir");
+        crash_copy(dir.path(), flushed.path());
+
+        // A plain write hands the buffered frames over with its own, in order.
+        let mut batch = WriteBatch::new();
+        batch.put("b", Record::value(Version::new(2, 0), "2"));
+        db.write_buffered(batch).expect("buffered write");
+        db.put(b"c", Record::value(Version::new(3, 0), "3"))
+            .expect("put");
+        assert!(wal_bytes(dir.path()) > flushed_len);
+        let written = tempfile::tempdir().expect("tempdir");
+        crash_copy(dir.path(), written.path());
+
+        let crashed = open(
+            unflushed.path(),
+            FsyncMode::Periodic {
+                interval_ms: 60_000,
+            },
+        );
+        assert_eq!(value_of(&crashed, "a"), None);
+        let crashed = open(
+            flushed.path(),
+            FsyncMode::Periodic {
+                interval_ms: 60_000,
+            },
+        );
+        assert_eq!(value_of(&crashed, "a").as_deref(), Some(&b"1"[..]));
+        assert_eq!(value_of(&crashed, "b"), None);
+        let crashed = open(
+            written.path(),
+            FsyncMode::Periodic {
+                interval_ms: 60_000,
+            },
+        );
+        for (k, v) in [("a", "1"), ("b", "2"), ("c", "3")] {
+            assert_eq!(value_of(&crashed, k).as_deref(), Some(v.as_bytes()));
+        }
+    }
+
+    #[test]
+    fn buffered_writes_are_fsynced_with_fsync_always_and_kept_by_a_clean_close() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open(dir.path(), FsyncMode::Always);
+        let before = wal_bytes(dir.path());
+        let mut batch = WriteBatch::new();
+        batch.put("a", Record::value(Version::new(1, 0), "1"));
+        db.write_buffered(batch).expect("buffered write");
+        assert!(wal_bytes(dir.path()) > before);
+        drop(db);
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open(
+            dir.path(),
+            FsyncMode::Periodic {
+                interval_ms: 60_000,
+            },
+        );
+        let mut batch = WriteBatch::new();
+        batch.put("z", Record::value(Version::new(1, 0), "26"));
+        db.write_buffered(batch).expect("buffered write");
+        drop(db);
+        let reopened = open(
+            dir.path(),
+            FsyncMode::Periodic {
+                interval_ms: 60_000,
+            },
+        );
+        assert_eq!(value_of(&reopened, "z").as_deref(), Some(&b"26"[..]));
     }
 
     #[test]

@@ -32,16 +32,18 @@ pub(crate) type Lsn = u64;
 /// The write-ahead log's appender. `Send + Sync`; every method takes `&self`.
 pub(crate) struct Wal {
     shared: Arc<Shared>,
-    /// A reusable frame buffer: a 1 KiB value's frame is past the allocator's small-size
-    /// caches, so a fresh buffer per append cost a slow-path malloc and free (profiled). Taken
-    /// with `try_lock`; a concurrent appender that finds it busy encodes into its own.
-    scratch: Mutex<Vec<u8>>,
     /// The periodic fsync thread, if the mode is [`FsyncMode::Periodic`].
     flusher: Option<Flusher>,
 }
 
-/// Frame buffers that grew past this for one large batch are dropped after it.
-const KEEP_SCRATCH_BYTES: usize = 256 * 1024;
+/// Buffered frames past this size are written at once, so the buffer stays small however
+/// long its writers take to ask for it.
+pub(crate) const MAX_PENDING_BYTES: usize = 1 << 20;
+
+/// A buffer that grew past this for one large batch is dropped after it is written (it is
+/// otherwise kept: a 1 KiB value's frame is past the allocator's small-size caches, so a fresh
+/// buffer per append cost a slow-path malloc and free, profiled).
+const KEEP_PENDING_BYTES: usize = 256 * 1024;
 
 /// State shared with the periodic fsync thread.
 struct Shared {
@@ -53,7 +55,7 @@ struct Shared {
     active: Mutex<ActiveSegment>,
     /// Serialises fsyncs: the holder syncs on behalf of everyone queued behind it.
     sync_lock: Mutex<()>,
-    /// Lsn of the last complete append. Written under `active`.
+    /// Lsn of the last complete append (buffered or written). Written under `active`.
     appended_lsn: AtomicU64,
     /// Every append up to this lsn is on disk.
     synced_lsn: AtomicU64,
@@ -71,6 +73,8 @@ struct ActiveSegment {
     file: Arc<File>,
     id: u64,
     path: PathBuf,
+    /// Whole frames appended but not yet written to `file` (they follow everything in it).
+    pending: Vec<u8>,
 }
 
 /// The periodic fsync thread and its stop signal.
@@ -129,64 +133,70 @@ impl Wal {
                 Duration::from_millis(interval_ms.max(1)),
             )?),
         };
-        Ok(Wal {
-            shared,
-            scratch: Mutex::new(Vec::new()),
-            flusher,
-        })
+        Ok(Wal { shared, flusher })
     }
 
     /// Appends `batch` as one frame. When this returns, the bytes have been handed to the
-    /// operating system with `write(2)`, so they survive the process being killed; pass the
-    /// returned [`Lsn`] to [`Wal::sync_to`] to survive a power loss too.
+    /// operating system with `write(2)` (with any frames buffered before it, in one call), so
+    /// they survive the process being killed; pass the returned [`Lsn`] to [`Wal::sync_to`] to
+    /// survive a power loss too.
+    ///
+    /// The engine's writers use [`Wal::append_buffered`] and [`Wal::write_pending`], which
+    /// let a group of writers share the `write(2)`.
     ///
     /// # Errors
     /// [`Error::BatchTooLarge`] if the batch cannot fit in a frame (nothing is written);
     /// [`Error::Poisoned`] if this write fails or an earlier write or fsync failed.
+    #[cfg(test)]
     pub(crate) fn append(&self, batch: &WalBatch) -> Result<Lsn> {
-        self.shared.check()?;
-        // Encode outside the segment lock: concurrent writers only serialise on the write itself.
-        let mut own = Vec::new();
-        let mut scratch = self.scratch.try_lock();
-        let buf = match scratch.as_deref_mut() {
-            Some(reused) => {
-                reused.clear();
-                reused
-            }
-            None => &mut own,
-        };
-        buf.reserve(FRAME_HEADER_LEN + batch.encoded_len());
-        let result = self.append_frame(buf, batch);
-        if buf.capacity() > KEEP_SCRATCH_BYTES {
-            // One huge batch must not pin its buffer for ever.
-            *buf = Vec::new();
-        }
-        result
+        let mut active = self.shared.active.lock();
+        let lsn = self.buffer_frame(&mut active, batch)?;
+        active.write_pending(&self.shared)?;
+        Ok(lsn)
     }
 
-    /// Encodes `batch` as a frame into the empty `buf` and writes it; see [`Wal::append`].
-    fn append_frame(&self, buf: &mut Vec<u8>, batch: &WalBatch) -> Result<Lsn> {
-        encode_frame_with(buf, MAX_BATCH_BYTES, |out| batch.encode(out)).map_err(|e| {
-            Error::BatchTooLarge {
-                len: e.len,
-                max: e.max,
-            }
-        })?;
-        let len = buf.len() as u64;
-        let active = self.shared.active.lock();
-        self.shared.check()?;
-        if let Err(e) = (&*active.file).write_all(buf) {
-            // A partial frame may now sit at the end of the segment; nothing may follow it.
-            return Err(self
-                .shared
-                .poison(format!("write to {} failed: {e}", active.path.display())));
+    /// Appends `batch` as one frame to the segment's buffer without handing it to the
+    /// operating system: a process crash loses it until [`Wal::write_pending`] (or an fsync,
+    /// a rotation, or more than [`MAX_PENDING_BYTES`] of buffered frames) writes it. This is
+    /// how writers arriving together share one `write(2)`, as redis writes its AOF buffer
+    /// once per event-loop turn.
+    ///
+    /// # Errors
+    /// As [`Wal::append`].
+    pub(crate) fn append_buffered(&self, batch: &WalBatch) -> Result<Lsn> {
+        let mut active = self.shared.active.lock();
+        let lsn = self.buffer_frame(&mut active, batch)?;
+        if active.pending.len() >= MAX_PENDING_BYTES {
+            active.write_pending(&self.shared)?;
         }
-        // Updated under the lock, so lsn order is file order.
-        let lsn = self.shared.appended_lsn.fetch_add(len, Ordering::AcqRel) + len;
-        drop(active);
-        self.shared.bytes_on_disk.fetch_add(len, Ordering::Relaxed);
-        Counters::add(&self.shared.counters.wal_bytes_written, len);
         Ok(lsn)
+    }
+
+    /// Hands every buffered frame to the operating system in one `write(2)`.
+    ///
+    /// # Errors
+    /// [`Error::Poisoned`] if the write fails or an earlier write or fsync failed.
+    pub(crate) fn write_pending(&self) -> Result<()> {
+        self.shared.active.lock().write_pending(&self.shared)
+    }
+
+    /// Encodes `batch` as a frame at the end of the segment's buffer; returns its lsn.
+    fn buffer_frame(&self, active: &mut ActiveSegment, batch: &WalBatch) -> Result<Lsn> {
+        self.shared.check()?;
+        let before = active.pending.len();
+        active
+            .pending
+            .reserve(FRAME_HEADER_LEN + batch.encoded_len());
+        encode_frame_with(&mut active.pending, MAX_BATCH_BYTES, |out| {
+            batch.encode(out)
+        })
+        .map_err(|e| Error::BatchTooLarge {
+            len: e.len,
+            max: e.max,
+        })?;
+        let len = (active.pending.len() - before) as u64;
+        // Updated under the segment lock, so lsn order is file order.
+        Ok(self.shared.appended_lsn.fetch_add(len, Ordering::AcqRel) + len)
     }
 
     /// Blocks until every append up to `lsn` is on disk (`fdatasync`).
@@ -231,6 +241,7 @@ impl Wal {
             ));
         }
         // Appends are blocked by the lock, so this fsync covers everything appended so far.
+        active.write_pending(&self.shared)?;
         let covered = self.shared.appended_lsn.load(Ordering::Acquire);
         if let Err(e) = active.file.sync_data() {
             return Err(self
@@ -343,7 +354,8 @@ impl Shared {
             return Ok(());
         }
         let (file, path, covered) = {
-            let active = self.active.lock();
+            let mut active = self.active.lock();
+            active.write_pending(self)?;
             (
                 Arc::clone(&active.file),
                 active.path.clone(),
@@ -374,7 +386,29 @@ impl ActiveSegment {
             file: Arc::new(file),
             id,
             path,
+            pending: Vec::new(),
         })
+    }
+
+    /// Writes the buffered frames to the file in one `write(2)`; a failure poisons the WAL.
+    fn write_pending(&mut self, shared: &Shared) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        shared.check()?;
+        if let Err(e) = (&*self.file).write_all(&self.pending) {
+            // A partial frame may now sit at the end of the segment; nothing may follow it.
+            return Err(shared.poison(format!("write to {} failed: {e}", self.path.display())));
+        }
+        let len = self.pending.len() as u64;
+        if self.pending.capacity() > KEEP_PENDING_BYTES {
+            self.pending = Vec::new();
+        } else {
+            self.pending.clear();
+        }
+        shared.bytes_on_disk.fetch_add(len, Ordering::Relaxed);
+        Counters::add(&shared.counters.wal_bytes_written, len);
+        Ok(())
     }
 }
 

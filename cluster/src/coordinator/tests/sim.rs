@@ -59,7 +59,7 @@ fn cluster(n: usize, rf: usize, seed: u64) -> SimCluster {
             .with_clock(Arc::new(SystemClock))
             .with_seed(seed);
         let (db, params) = open_storage(config).expect("open");
-        let local = LocalNode::new(db, params);
+        let local = LocalNode::new(db, params).expect("local node");
         let handler = Arc::new(local.handler());
         net.add_node(m.number, Arc::clone(&handler));
         let view = View::new(members.clone(), &m.node_id).expect("view");
