@@ -16,6 +16,8 @@ pub(crate) struct Counters {
     pub wal_bytes_written: AtomicU64,
     /// WAL fsyncs performed.
     pub wal_syncs: AtomicU64,
+    /// `write(2)` calls that handed WAL frames to the operating system.
+    pub wal_writes: AtomicU64,
     /// Writes (records) accepted.
     pub writes: AtomicU64,
     /// Bytes written by memtable flushes.
@@ -94,6 +96,9 @@ pub struct Stats {
     pub wal_bytes_written: u64,
     /// WAL fsyncs.
     pub wal_syncs: u64,
+    /// `write(2)` calls that handed WAL frames to the operating system (buffered writes
+    /// share them).
+    pub wal_writes: u64,
     /// Records written.
     pub writes: u64,
     /// Bytes written by flushes.
@@ -136,6 +141,7 @@ impl Stats {
             user_bytes_written: load(&c.user_bytes_written),
             wal_bytes_written: load(&c.wal_bytes_written),
             wal_syncs: load(&c.wal_syncs),
+            wal_writes: load(&c.wal_writes),
             writes: load(&c.writes),
             flush_bytes_written: load(&c.flush_bytes_written),
             flushes: load(&c.flushes),

@@ -18,7 +18,11 @@
 //!   before anything is reserved or awaited;
 //! - is **zero-copy**: arguments are `Bytes` slices of the read buffer (quoted inline words
 //!   excepted). A slice keeps its whole read buffer alive, so code that stores an argument for
-//!   long (a memtable, a cache) should copy small ones out.
+//!   long (a memtable, a cache) should copy small ones out;
+//! - is **cheap for the common case**: a plain multibulk request already whole in the buffer
+//!   is taken in one pass and one split (`parser/whole.rs`), and the argument vector of a
+//!   finished request can be handed back ([`RequestDecoder::recycle`]) so the next one does not
+//!   allocate. Anything else goes through the state machine.
 //!
 //! It never executes, interprets or answers a request, and never closes anything: on an error it
 //! resets itself, discards the buffered input and returns the error; the connection replies
@@ -29,6 +33,7 @@ mod limits;
 pub(crate) mod number;
 #[cfg(test)]
 mod tests;
+mod whole;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio_util::codec::Decoder;
@@ -41,6 +46,10 @@ pub use limits::ParserLimits;
 /// announces, as Redis does (`min(multibulklen, 1024)`): the vector grows as arguments actually
 /// arrive, so a large count costs nothing until the data is there.
 const INITIAL_ARGS_CAPACITY: usize = 1024;
+
+/// Largest argument vector [`RequestDecoder::recycle`] keeps for the next request; a bigger one
+/// (from an MSET of thousands of keys) is freed rather than held by an idle connection.
+const MAX_RECYCLED_ARGS_CAPACITY: usize = 64;
 
 /// One client request: its arguments in order, the command name first. Never empty: an empty
 /// inline line and a `*0` / `*-1` multibulk are skipped by the decoder, as Redis skips them.
@@ -85,6 +94,11 @@ pub struct RequestDecoder {
     request_bytes: usize,
     /// Bytes looked at or consumed, over the decoder's life.
     bytes_examined: u64,
+    /// An empty vector with room for a few arguments, handed back by [`RequestDecoder::recycle`]
+    /// and used for the next request instead of a new allocation.
+    spare_args: Vec<Bytes>,
+    /// Where the fast path found each argument (start, length), kept to reuse its allocation.
+    spans: Vec<(usize, usize)>,
 }
 
 impl Default for RequestDecoder {
@@ -104,6 +118,8 @@ impl RequestDecoder {
             remaining_args: 0,
             request_bytes: 0,
             bytes_examined: 0,
+            spare_args: Vec::new(),
+            spans: Vec::new(),
         }
     }
 
@@ -123,9 +139,23 @@ impl RequestDecoder {
 
     /// How many input bytes the decoder has looked at or consumed so far. Each byte is counted
     /// once however the input was split into reads, so this stays close to the number of bytes
-    /// received: a diagnostic for tests and statistics.
+    /// received: a diagnostic for tests and statistics. The fast path's read-ahead into a
+    /// request it then leaves to the state machine is not counted; it is bounded per request
+    /// (`parser/whole.rs`).
     pub fn bytes_examined(&self) -> u64 {
         self.bytes_examined
+    }
+
+    /// Hands back the argument vector of a request that has been answered, so the next request
+    /// reuses its allocation. Its arguments are dropped now (releasing the read buffer they
+    /// share); a vector that grew large is freed instead of kept.
+    pub fn recycle(&mut self, mut args: Vec<Bytes>) {
+        args.clear();
+        if args.capacity() <= MAX_RECYCLED_ARGS_CAPACITY
+            && args.capacity() > self.spare_args.capacity()
+        {
+            self.spare_args = args;
+        }
     }
 
     /// Forgets the request in progress.
@@ -153,7 +183,12 @@ impl RequestDecoder {
             match self.state {
                 State::Start => match buf.first() {
                     None => return Ok(None),
-                    Some(b'*') => self.state = State::ArrayHeader { scanned: 1 },
+                    Some(b'*') => {
+                        if let Some(request) = self.decode_whole(buf) {
+                            return Ok(Some(request));
+                        }
+                        self.state = State::ArrayHeader { scanned: 1 };
+                    }
                     Some(_) => self.state = State::Inline { scanned: 0 },
                 },
                 State::Inline { scanned } => {
@@ -316,7 +351,9 @@ impl RequestDecoder {
         }
         // In range: count <= max_args, a usize.
         let count = count as usize;
-        self.args = Vec::with_capacity(count.min(INITIAL_ARGS_CAPACITY));
+        let mut args = std::mem::take(&mut self.spare_args);
+        args.reserve_exact(count.min(INITIAL_ARGS_CAPACITY));
+        self.args = args;
         self.remaining_args = count;
         self.request_bytes = 0;
         self.state = State::BulkHeader { scanned: 0 };

@@ -207,34 +207,46 @@ fn line(out: &mut BytesMut, marker: u8, text: &[u8]) {
     out.put_slice(b"\r\n");
 }
 
-/// `$<len>\r\n<bytes>\r\n`.
+/// `$<len>\r\n<bytes>\r\n`, with one capacity check for the whole reply.
 fn bulk(out: &mut BytesMut, bytes: &[u8]) {
-    out.reserve(bytes.len() + 16);
-    header(out, b'$', len_i64(bytes.len()));
-    out.put_slice(bytes);
-    out.put_slice(b"\r\n");
+    let mut line = [0u8; HEADER_BYTES];
+    let line = header_line(&mut line, b'$', len_i64(bytes.len()));
+    out.reserve(line.len() + bytes.len() + 2);
+    out.extend_from_slice(line);
+    out.extend_from_slice(bytes);
+    out.extend_from_slice(b"\r\n");
 }
 
-/// `<marker><n>\r\n`, with the number formatted without going through `fmt`.
+/// `<marker><n>\r\n`.
 fn header(out: &mut BytesMut, marker: u8, n: i64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
+    let mut line = [0u8; HEADER_BYTES];
+    out.extend_from_slice(header_line(&mut line, marker, n));
+}
+
+/// Room for the longest header line: a marker, a sign, 19 digits and `\r\n`.
+const HEADER_BYTES: usize = 24;
+
+/// Formats `<marker><n>\r\n` into the end of `buf` without going through `fmt`, and returns
+/// it, so it is copied into the output in one piece.
+fn header_line(buf: &mut [u8; HEADER_BYTES], marker: u8, n: i64) -> &[u8] {
+    let mut at = HEADER_BYTES - 2;
+    buf[at..].copy_from_slice(b"\r\n");
     let mut rest = n.unsigned_abs();
     loop {
         at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
+        buf[at] = b'0' + (rest % 10) as u8;
         rest /= 10;
         if rest == 0 {
             break;
         }
     }
-    out.reserve(24);
-    out.put_u8(marker);
     if n < 0 {
-        out.put_u8(b'-');
+        at -= 1;
+        buf[at] = b'-';
     }
-    out.put_slice(&digits[at..]);
-    out.put_slice(b"\r\n");
+    at -= 1;
+    buf[at] = marker;
+    &buf[at..]
 }
 
 /// A double as Redis 7 prints it (`%.17g` with the shortest digits that read back the same):

@@ -408,6 +408,7 @@ impl ActiveSegment {
         }
         shared.bytes_on_disk.fetch_add(len, Ordering::Relaxed);
         Counters::add(&shared.counters.wal_bytes_written, len);
+        Counters::incr(&shared.counters.wal_writes);
         Ok(())
     }
 }

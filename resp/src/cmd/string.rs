@@ -91,7 +91,8 @@ pub(crate) async fn execute<C: Cluster>(
     match spec.name {
         "get" => {
             let value = store.get_one(a(1)?).await?;
-            Ok(value_reply(value.as_ref()))
+            // Moved, not cloned: the read's copy is not needed after the reply.
+            Ok(value.map_or(Reply::Null, |v| Reply::Bulk(v.value)))
         }
         "set" => set(&store, spec, args).await,
         "setnx" => {
@@ -366,7 +367,11 @@ async fn set<C: Cluster>(store: &Store<'_, C>, spec: &CommandSpec, args: &Args) 
     let key = arg(spec, args, 1)?;
     let value = arg(spec, args, 2)?;
     let o = parse_extended(args, 3, true)?;
-    let expire_at = options_expire_at(&o, store.now_ms(), spec.name)?;
+    // The cluster clock is read only for an expiry option: a plain SET needs no time.
+    let expire_at = match o.expire {
+        Some(_) => options_expire_at(&o, store.now_ms(), spec.name)?,
+        None => None,
+    };
     store.check_len(value.len())?;
     if !o.get && !o.keep_ttl && !o.xx {
         // Plain SET and SET NX need no read: NX is a write conditional on absence.

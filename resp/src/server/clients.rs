@@ -149,10 +149,17 @@ pub struct ClientDetails {
 }
 
 impl ClientHandle {
-    /// Records a request: the command's table index, and now as the last activity.
-    pub(crate) fn touch(&self, command_index: usize) {
-        let now_ms = u64::try_from(self.created.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.idle_since_ms.store(now_ms, Ordering::Relaxed);
+    /// Records `at` as the client's last activity. The connection calls it once per read
+    /// batch rather than per request, as Redis sets `lastinteraction` once per read: `idle=`
+    /// counts seconds, and a clock read per pipelined request would cost more than the request.
+    pub(crate) fn mark_active(&self, at: Instant) {
+        let at_ms = at.saturating_duration_since(self.created).as_millis();
+        self.idle_since_ms
+            .store(u64::try_from(at_ms).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// Records the table index of the command it is running.
+    pub(crate) fn set_last_command(&self, command_index: usize) {
         self.last_command
             .store(command_index.saturating_add(1), Ordering::Relaxed);
     }
