@@ -153,6 +153,7 @@ mod tests {
     use crate::options::Options;
     use crate::record::{Entry, Version};
     use crate::sstable::builder::SsTableBuilder;
+    use crate::sstable::LookupKey;
 
     fn block(len: usize) -> Block {
         let mut b = crate::sstable::block::BlockBuilder::new(16);
@@ -216,7 +217,9 @@ mod tests {
         let t2 = cache.get(&meta).expect("cached");
         assert!(Arc::ptr_eq(&t1, &t2));
         assert_eq!(
-            t1.get(b"k", u64::MAX).expect("reads").map(|(v, _)| v),
+            t1.get(&LookupKey::new(b"k"), u64::MAX)
+                .expect("reads")
+                .map(|(v, _)| v),
             Some(Version::new(5, 0))
         );
 
@@ -230,6 +233,9 @@ mod tests {
         cache.evict(7);
         assert!(matches!(cache.get(&meta), Err(Error::MissingFile { .. })));
         // A table still held keeps working after eviction and deletion of its file.
-        assert!(t1.get(b"k", u64::MAX).expect("reads").is_some());
+        assert!(t1
+            .get(&LookupKey::new(b"k"), u64::MAX)
+            .expect("reads")
+            .is_some());
     }
 }

@@ -61,7 +61,7 @@ pub struct Options {
     pub compression: Compression,
     /// Bloom filter bits per key (10 gives about 1% false positives). 0 disables filters. Default 10.
     pub bloom_bits_per_key: usize,
-    /// Block cache budget in bytes. Default 64 MiB.
+    /// Block cache budget in bytes. Default 256 MiB.
     pub block_cache_bytes: usize,
     /// SSTables kept open at once (file handle, index and filter). Default 512.
     pub max_open_tables: usize,
@@ -100,7 +100,7 @@ impl Default for Options {
             block_restart_interval: 16,
             compression: Compression::Lz4,
             bloom_bits_per_key: 10,
-            block_cache_bytes: 64 << 20,
+            block_cache_bytes: 256 << 20,
             max_open_tables: 512,
             table_target_bytes: 64 << 20,
             l0_compaction_trigger: 4,

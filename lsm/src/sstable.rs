@@ -8,7 +8,9 @@
 //! - [`format`]: the file-level framing: block handles, block trailers (compression byte and
 //!   CRC32) and the fixed footer.
 //! - [`builder`]: [`SsTableBuilder`] writes a table from entries in internal-key order.
-//! - [`reader`]: [`SsTable`], an open table answering point reads, and [`SsTableIter`].
+//! - [`reader`]: [`SsTable`], an open table answering point reads (of a [`LookupKey`], hashed
+//!   once per read for every table's bloom filter) through its decoded index, and
+//!   [`SsTableIter`].
 //! - [`meta`]: [`TableMeta`](meta::TableMeta), the summary stored in the table and the manifest.
 //!
 //! # On-disk format (version 1)
@@ -40,4 +42,4 @@ pub(crate) mod format;
 pub mod meta;
 pub(crate) mod reader;
 
-pub(crate) use reader::{SsTable, SsTableIter};
+pub(crate) use reader::{LookupKey, SsTable, SsTableIter};

@@ -18,6 +18,7 @@ use crate::iter::merge::MergeIter;
 use crate::iter::user::{DbIter, ReadMode};
 use crate::iter::EntryIter;
 use crate::record::{Entry, Record, Version};
+use crate::sstable::LookupKey;
 use crate::stats::Counters;
 
 impl DbInner {
@@ -36,6 +37,9 @@ impl DbInner {
             }
         }
         let mut probed = 0u64;
+        // Hashed at the first table probed: a read answered by the memtables, or by key
+        // ranges alone, never pays for it.
+        let mut lookup: Option<LookupKey<'_>> = None;
         for (level, tables) in view.tables.levels.iter().enumerate() {
             let candidates: &[_] = if level == 0 {
                 tables
@@ -49,17 +53,20 @@ impl DbInner {
             };
             for handle in candidates {
                 let meta = &handle.meta;
-                if !meta.may_contain_key(key) {
-                    continue;
-                }
+                // The version check first: once a newer record is found it skips most tables
+                // with one integer comparison, before two key comparisons.
                 if let Some((version, _)) = &best {
                     if meta.max_version <= *version {
                         continue;
                     }
                 }
+                if !meta.may_contain_key(key) {
+                    continue;
+                }
                 probed += 1;
                 let table = self.table_cache.get(meta)?;
-                if let Some(found) = table.get(key, seqno)? {
+                let lookup = lookup.get_or_insert_with(|| LookupKey::new(key));
+                if let Some(found) = table.get(lookup, seqno)? {
                     keep_newer(&mut best, found);
                 }
             }

@@ -269,11 +269,18 @@ impl Block {
     #[inline]
     fn header(&self, at: usize) -> Result<Header, BlockError> {
         let entries = &self.data[..self.restarts_at];
-        // Nearly every header is three one-byte varints: decode those without a loop.
-        let (shared, unshared, rest_len, key_at) = match entries.get(at..at.saturating_add(3)) {
-            Some(&[a, b, c]) if (a | b | c) < 0x80 => {
+        // Nearly every header is one-byte prefix lengths and a payload length of one byte
+        // (small values) or two (values up to 16 KiB): decode those without a loop.
+        let (shared, unshared, rest_len, key_at) = match *entries.get(at..).unwrap_or_default() {
+            [a, b, c, ..] if (a | b | c) < 0x80 => {
                 (usize::from(a), usize::from(b), usize::from(c), at + 3)
             }
+            [a, b, c, d, ..] if (a | b | d) < 0x80 => (
+                usize::from(a),
+                usize::from(b),
+                usize::from(c & 0x7f) | usize::from(d) << 7,
+                at + 4,
+            ),
             _ => self.header_slow(at)?,
         };
         let rest_at = key_at + unshared;
@@ -625,6 +632,39 @@ mod tests {
                     .current()
                     .map(|(gk, gv, ge)| (gk.to_vec(), gv, ge.clone()));
                 assert_eq!(got.as_ref(), want, "seek {k:?}/{v:?} interval {interval}");
+            }
+        }
+    }
+
+    #[test]
+    fn headers_of_every_varint_width_roundtrip_and_seek() {
+        // Payload lengths of one, two and three varint bytes (around 128 and 16 Ki), and keys
+        // long enough for a two-byte `unshared`: the fast header paths and the slow one.
+        let mut items = Vec::new();
+        for (i, len) in [0usize, 100, 122, 123, 200, 1024, 16_370, 16_384, 20_000]
+            .into_iter()
+            .enumerate()
+        {
+            let key = if i % 3 == 2 {
+                format!("k{i}{}", "L".repeat(150))
+            } else {
+                format!("k{i}")
+            };
+            let e = Entry {
+                seqno: 1 << 20,
+                expire_at_ms: 0,
+                value: Some(Bytes::from(vec![b'v'; len])),
+            };
+            items.push((key.into_bytes(), Version::new(9, 0), e));
+        }
+        for interval in [1, 4] {
+            let block = build(&items, interval);
+            let mut it = BlockIter::new(block);
+            it.seek_to_first().expect("valid block");
+            assert_eq!(collect(&mut it), items, "interval {interval}");
+            for (k, v, e) in &items {
+                it.seek(k, *v).expect("valid block");
+                assert_eq!(it.current(), Some((&k[..], *v, e)), "interval {interval}");
             }
         }
     }

@@ -6,7 +6,6 @@
 //! and bloom blocks are checked on open, every data block when read, and every length from disk
 //! is bounded by the file's size before it sizes an allocation.
 
-use std::cmp::Ordering;
 use std::fs::File;
 use std::io::ErrorKind;
 use std::ops::Bound;
@@ -20,12 +19,16 @@ use crate::cache::BlockCache;
 use crate::coding::Decoder;
 use crate::error::{Error, Result};
 use crate::iter::EntryIter;
-use crate::record::{compare_internal, Entry, Version};
-use crate::sstable::block::{compare_encoded, split_internal, Block, BlockError, BlockIter};
+use crate::record::{Entry, Version};
+use crate::sstable::block::{Block, BlockError, BlockIter};
 use crate::sstable::bloom::{hash_key, Bloom};
 use crate::sstable::format::{decode_block, BlockHandle, Footer, BLOCK_TRAILER_LEN, FOOTER_LEN};
 use crate::sstable::meta::TableMeta;
 use crate::stats::Counters;
+
+mod index;
+
+use index::Index;
 
 /// Sorts before every version of a user key.
 const NEWEST: Version = Version::new(u64::MAX, u32::MAX);
@@ -35,108 +38,21 @@ const OLDEST: Version = Version::new(0, 0);
 /// Size of the sequential reads of a cache-bypassing (compaction) scan.
 const READAHEAD_BYTES: usize = 256 << 10;
 
-/// One index entry: where the last internal key of a data block lives in the index payload,
-/// and where the block lives in the file. Compact (24 bytes) because every open table keeps
-/// one per block.
+/// A user key prepared once for point reads in many tables: a read may probe a table per
+/// level and several in level 0, and each probe's bloom filter wants the same hash.
 #[derive(Clone, Copy, Debug)]
-struct IndexEntry {
-    /// Offset of the block's last internal key (`user_key ‖ version`) in the index payload.
-    key_at: u32,
-    /// Length of that internal key.
-    key_len: u32,
-    /// The block's offset in the file.
-    offset: u64,
-    /// The block's payload length.
-    len: u32,
+pub(crate) struct LookupKey<'a> {
+    user_key: &'a [u8],
+    /// [`hash_key`] of `user_key`.
+    hash: u64,
 }
 
-/// The decoded index block.
-struct Index {
-    data: Bytes,
-    entries: Vec<IndexEntry>,
-}
-
-impl Index {
-    /// Decodes and checks the index: keys strictly increasing, handles in file order and all
-    /// before `data_end` (the start of the index block).
-    fn decode(path: &Path, at: u64, data: Bytes, data_end: u64) -> Result<Self> {
-        let corrupt = |reason: &str| Error::corruption(path, at, format!("index block: {reason}"));
-        if u32::try_from(data.len()).is_err() {
-            return Err(corrupt("larger than 4 GiB"));
-        }
-        let mut entries = Vec::new();
-        let mut d = Decoder::new(&data);
-        let mut prev_end = 0u64;
-        let mut prev_key: Option<(&[u8], Version)> = None;
-        while !d.is_empty() {
-            let Some(key) = d.length_prefixed() else {
-                return Err(corrupt("bad key"));
-            };
-            let key_at = d.position() - key.len();
-            let Some((user_key, version)) = split_internal(key) else {
-                return Err(corrupt("key shorter than a version"));
-            };
-            let Some(handle) = BlockHandle::decode_varint(&mut d) else {
-                return Err(corrupt("bad block handle"));
-            };
-            let in_bounds =
-                handle.offset >= prev_end && handle.end().is_some_and(|end| end <= data_end);
-            let Ok(len) = u32::try_from(handle.len) else {
-                return Err(corrupt("block larger than 4 GiB"));
-            };
-            if !in_bounds {
-                return Err(corrupt("block handle out of order or out of bounds"));
-            }
-            if let Some((pk, pv)) = prev_key {
-                if compare_internal(pk, pv, user_key, version) != Ordering::Less {
-                    return Err(corrupt("keys out of order"));
-                }
-            }
-            prev_key = Some((user_key, version));
-            prev_end = handle.end().unwrap_or(data_end);
-            entries.push(IndexEntry {
-                key_at: key_at as u32,
-                key_len: key.len() as u32,
-                offset: handle.offset,
-                len,
-            });
-        }
-        Ok(Self { data, entries })
-    }
-
-    fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// The encoded last internal key of block `i`.
-    fn key(&self, i: usize) -> &[u8] {
-        let e = self.entries[i];
-        let start = e.key_at as usize;
-        &self.data[start..start + e.key_len as usize]
-    }
-
-    /// Index of the first block whose last key is `>=` `(user_key, version)`: the only block
-    /// that can hold the first entry at or after it. `len()` if every block is before it.
-    fn find(&self, user_key: &[u8], version: Version) -> usize {
-        let version = version.to_bytes();
-        let (mut lo, mut hi) = (0, self.entries.len());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            // Keys were checked on open to hold a version, so the comparison never fails.
-            if compare_encoded(self.key(mid), user_key, &version) == Some(Ordering::Less) {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        lo
-    }
-
-    fn handle(&self, i: usize) -> BlockHandle {
-        let e = self.entries[i];
-        BlockHandle {
-            offset: e.offset,
-            len: u64::from(e.len),
+impl<'a> LookupKey<'a> {
+    /// Hashes `user_key` for the tables' bloom filters.
+    pub(crate) fn new(user_key: &'a [u8]) -> Self {
+        Self {
+            user_key,
+            hash: hash_key(user_key),
         }
     }
 }
@@ -267,7 +183,7 @@ impl SsTable {
         &self.meta
     }
 
-    /// The highest version of `user_key` whose seqno is `<= snapshot_seqno`, with its entry
+    /// The highest version of `key` whose seqno is `<= snapshot_seqno`, with its entry
     /// (tombstones and expired values included: resolving them is the caller's job).
     ///
     /// # Errors
@@ -275,11 +191,12 @@ impl SsTable {
     /// [`Error::Io`] if it cannot be read.
     pub(crate) fn get(
         &self,
-        user_key: &[u8],
+        key: &LookupKey<'_>,
         snapshot_seqno: u64,
     ) -> Result<Option<(Version, Entry)>> {
+        let user_key = key.user_key;
         if let Some(bloom) = &self.bloom {
-            if !bloom.may_contain(hash_key(user_key)) {
+            if !bloom.may_contain(key.hash) {
                 Counters::incr(&self.counters.bloom_negatives);
                 return Ok(None);
             }

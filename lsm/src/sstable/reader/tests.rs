@@ -177,14 +177,14 @@ fn get_and_iter_match_a_btreemap_with_and_without_lz4() {
                 rng.below(20_000)
             };
             assert_eq!(
-                table.get(key, snapshot).expect("get"),
+                table.get(&LookupKey::new(key), snapshot).expect("get"),
                 model_get(&model, key, snapshot),
                 "{key:?}@{snapshot}"
             );
         }
         for missing in [&b""[..], b"a", b"k", b"hot\0", b"zzzz", b"k00001y"] {
             assert_eq!(
-                table.get(missing, u64::MAX).expect("get"),
+                table.get(&LookupKey::new(missing), u64::MAX).expect("get"),
                 model_get(&model, missing, u64::MAX)
             );
         }
@@ -249,19 +249,25 @@ fn snapshots_see_the_highest_version_they_can_see_across_block_boundaries() {
     write_table(&path, 2, &opts(Compression::Lz4), &model);
     let table = open(&path, 2).expect("open");
     assert!(table.index.len() > 20);
-    assert_eq!(table.get(b"k", 999).expect("get"), None);
-    let (v, e) = table.get(b"k", 1000).expect("get").expect("visible");
+    assert_eq!(table.get(&LookupKey::new(b"k"), 999).expect("get"), None);
+    let (v, e) = table
+        .get(&LookupKey::new(b"k"), 1000)
+        .expect("get")
+        .expect("visible");
     assert_eq!((v, e.seqno), (Version::new(9501, 0), 1000));
-    let (v, e) = table.get(b"k", u64::MAX).expect("get").expect("visible");
+    let (v, e) = table
+        .get(&LookupKey::new(b"k"), u64::MAX)
+        .expect("get")
+        .expect("visible");
     assert_eq!((v, e.seqno), (Version::new(10_000, 0), 1499));
     for snapshot in [1001, 1250, 1498, 1499] {
         assert_eq!(
-            table.get(b"k", snapshot).expect("get"),
+            table.get(&LookupKey::new(b"k"), snapshot).expect("get"),
             model_get(&model, b"k", snapshot)
         );
     }
     let (v, e) = table
-        .get(b"k\0", 5)
+        .get(&LookupKey::new(b"k\0"), 5)
         .expect("get")
         .expect("tombstone is returned");
     assert_eq!((v, e.value), (Version::new(1, 0), None));
@@ -316,7 +322,7 @@ fn bloom_counts_negatives_positives_and_false_positives() {
     let table = SsTable::open(&path, 4, cache, Arc::clone(&counters)).expect("open");
     for i in 0..10_000u32 {
         assert!(table
-            .get(format!("absent{i}").as_bytes(), u64::MAX)
+            .get(&LookupKey::new(format!("absent{i}").as_bytes()), u64::MAX)
             .expect("get")
             .is_none());
     }
@@ -326,7 +332,10 @@ fn bloom_counts_negatives_positives_and_false_positives() {
     assert_eq!(neg + pos, 10_000);
     assert_eq!(pos, fp);
     assert!(fp < 300, "{fp} false positives");
-    assert!(table.get(b"hot", u64::MAX).expect("get").is_some());
+    assert!(table
+        .get(&LookupKey::new(b"hot"), u64::MAX)
+        .expect("get")
+        .is_some());
     assert_eq!(
         counters.bloom_positives.load(AtomicOrdering::Relaxed),
         pos + 1
@@ -348,9 +357,9 @@ fn block_cache_serves_repeated_reads_and_fill_cache_false_does_not_fill_it() {
         Arc::new(SsTable::open(&path, 5, Arc::clone(&cache), Arc::clone(&counters)).expect("open"));
     scan(&table, Bound::Unbounded, false).expect("scan");
     assert_eq!(cache.used_bytes(), 0);
-    table.get(b"hot", u64::MAX).expect("get");
+    table.get(&LookupKey::new(b"hot"), u64::MAX).expect("get");
     let misses = counters.block_cache_misses.load(AtomicOrdering::Relaxed);
-    table.get(b"hot", u64::MAX).expect("get");
+    table.get(&LookupKey::new(b"hot"), u64::MAX).expect("get");
     assert_eq!(
         counters.block_cache_misses.load(AtomicOrdering::Relaxed),
         misses
@@ -370,14 +379,23 @@ fn no_bloom_and_empty_tables_work() {
     write_table(&path, 6, &no_bloom, &model);
     let table = open(&path, 6).expect("open");
     assert!(table.bloom.is_none());
-    assert!(table.get(b"hot", u64::MAX).expect("get").is_some());
-    assert!(table.get(b"nope", u64::MAX).expect("get").is_none());
+    assert!(table
+        .get(&LookupKey::new(b"hot"), u64::MAX)
+        .expect("get")
+        .is_some());
+    assert!(table
+        .get(&LookupKey::new(b"nope"), u64::MAX)
+        .expect("get")
+        .is_none());
 
     let empty = dir.path().join("000007.sst");
     let meta = write_table(&empty, 7, &no_bloom, &Model::new());
     assert_eq!(meta.records, 0);
     let table = open(&empty, 7).expect("open");
-    assert!(table.get(b"x", u64::MAX).expect("get").is_none());
+    assert!(table
+        .get(&LookupKey::new(b"x"), u64::MAX)
+        .expect("get")
+        .is_none());
     assert!(scan(&table, Bound::Unbounded, true)
         .expect("scan")
         .is_empty());
@@ -419,7 +437,7 @@ fn a_flipped_byte_in_a_data_block_is_a_checksum_mismatch() {
     let (path, _) = small_table(dir.path(), 10);
     flip(&path, 3);
     let table = open(&path, 10).expect("data blocks are read lazily");
-    match table.get(b"key0000", u64::MAX) {
+    match table.get(&LookupKey::new(b"key0000"), u64::MAX) {
         Err(Error::ChecksumMismatch {
             offset: 0, path: p, ..
         }) => assert_eq!(p, path),
@@ -432,7 +450,10 @@ fn a_flipped_byte_in_a_data_block_is_a_checksum_mismatch() {
         ));
     }
     // Later blocks are intact.
-    assert!(table.get(b"key0149", u64::MAX).expect("get").is_some());
+    assert!(table
+        .get(&LookupKey::new(b"key0149"), u64::MAX)
+        .expect("get")
+        .is_some());
 }
 
 #[test]
