@@ -184,23 +184,8 @@ fn persistence<C: Cluster>(ctx: &Ctx<'_, C>, text: &mut String) {
     field!(text, "ringkv_wal_bytes_written", engine.wal_bytes_written);
     field!(text, "ringkv_wal_syncs", engine.wal_syncs);
     field!(text, "ringkv_wal_writes", engine.wal_writes);
-    field!(text, "ringkv_writes", engine.writes);
-    field!(text, "ringkv_write_stalls", engine.write_stalls);
-    field!(text, "ringkv_write_stall_micros", engine.write_stall_micros);
     field!(text, "ringkv_flushes", engine.flushes);
     field!(text, "ringkv_compactions", engine.compactions);
-    field!(
-        text,
-        "ringkv_write_amplification",
-        format!("{:.2}", engine.write_amplification())
-    );
-    let levels: Vec<String> = engine
-        .levels
-        .iter()
-        .enumerate()
-        .map(|(i, l)| format!("L{i}={}", l.tables))
-        .collect();
-    field!(text, "ringkv_level_tables", levels.join(","));
 }
 
 fn stats<C: Cluster>(ctx: &Ctx<'_, C>, text: &mut String) {
@@ -230,21 +215,6 @@ fn stats<C: Cluster>(ctx: &Ctx<'_, C>, text: &mut String) {
     );
     field!(text, "total_error_replies", load(&stats.error_replies));
     field!(text, "unknown_commands", load(&stats.unknown_commands));
-    let engine = ctx.cluster.info().engine;
-    field!(text, "ringkv_engine_gets", engine.gets);
-    field!(
-        text,
-        "ringkv_tables_per_get",
-        format!("{:.2}", engine.read_amplification())
-    );
-    field!(text, "ringkv_bloom_negatives", engine.bloom_negatives);
-    field!(
-        text,
-        "ringkv_bloom_false_positives",
-        engine.bloom_false_positives
-    );
-    field!(text, "ringkv_block_cache_hits", engine.block_cache_hits);
-    field!(text, "ringkv_block_cache_misses", engine.block_cache_misses);
 }
 
 fn replication(text: &mut String) {
@@ -333,6 +303,7 @@ fn ringkv<C: Cluster>(ctx: &Ctx<'_, C>, text: &mut String) {
     field!(text, "immutable_memtables", engine.immutable_memtables);
     field!(text, "user_bytes_written", engine.user_bytes_written);
     field!(text, "writes", engine.writes);
+    field!(text, "wal_writes", engine.wal_writes);
     field!(text, "gets", engine.gets);
     field!(text, "get_tables_probed", engine.get_tables_probed);
     field!(text, "flush_bytes_written", engine.flush_bytes_written);
