@@ -7,7 +7,7 @@
 
 mod compact;
 mod flush;
-mod max_version;
+mod max_hlc;
 mod read;
 mod state;
 mod worker;

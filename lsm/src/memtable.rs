@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use crossbeam_skiplist::SkipMap;
-use parking_lot::Mutex;
 
 use crate::error::Result;
 use crate::iter::EntryIter;
@@ -149,10 +148,8 @@ pub(crate) struct Memtable {
     map: SkipMap<MemKey, Entry>,
     approximate_bytes: AtomicUsize,
     min_hlc: AtomicU64,
-    /// Highest version of any entry (`None` while empty). A lock rather than an atomic
-    /// because a version is wider than any atomic; inserts already run one at a time under
-    /// the engine's write lock, so it is never contended on the write path.
-    max_version: Mutex<Option<Version>>,
+    /// Highest HLC timestamp of any entry (0 while empty).
+    max_hlc: AtomicU64,
     max_seqno: AtomicU64,
 }
 
@@ -164,7 +161,7 @@ impl Memtable {
             map: SkipMap::new(),
             approximate_bytes: AtomicUsize::new(0),
             min_hlc: AtomicU64::new(u64::MAX),
-            max_version: Mutex::new(None),
+            max_hlc: AtomicU64::new(0),
             max_seqno: AtomicU64::new(0),
         }
     }
@@ -177,8 +174,7 @@ impl Memtable {
     /// Inserts an entry unless the same key and version is already present.
     pub(crate) fn insert(&self, key: InternalKey, entry: Entry) {
         let size = key.user_key.len() + Version::ENCODED_LEN + entry.approximate_size() + 32;
-        let version = key.version;
-        let hlc = version.hlc;
+        let hlc = key.version.hlc;
         let seqno = entry.seqno;
         self.map.get_or_insert(
             MemKey {
@@ -189,12 +185,7 @@ impl Memtable {
         );
         self.approximate_bytes.fetch_add(size, Ordering::Relaxed);
         self.min_hlc.fetch_min(hlc, Ordering::Relaxed);
-        {
-            let mut max = self.max_version.lock();
-            if max.is_none_or(|m| m < version) {
-                *max = Some(version);
-            }
-        }
+        self.max_hlc.fetch_max(hlc, Ordering::Relaxed);
         self.max_seqno.fetch_max(seqno, Ordering::Relaxed);
     }
 
@@ -231,9 +222,9 @@ impl Memtable {
         self.min_hlc.load(Ordering::Relaxed)
     }
 
-    /// Highest version of any entry, `None` when empty.
-    pub(crate) fn max_version(&self) -> Option<Version> {
-        *self.max_version.lock()
+    /// Highest HLC timestamp of any entry, `None` when empty.
+    pub(crate) fn max_hlc(&self) -> Option<u64> {
+        (!self.map.is_empty()).then(|| self.max_hlc.load(Ordering::Relaxed))
     }
 
     /// Largest sequence number of any entry.
@@ -339,8 +330,8 @@ mod tests {
         assert!(m.get(b"k", 0).is_none());
         assert!(m.get(b"kk", u64::MAX).is_none());
         assert_eq!((m.min_hlc(), m.max_seqno()), (3, 3));
-        assert_eq!(m.max_version(), Some(Version::new(9, 0)));
-        assert_eq!(Memtable::new(2).max_version(), None);
+        assert_eq!(m.max_hlc(), Some(9));
+        assert_eq!(Memtable::new(2).max_hlc(), None);
     }
 
     #[test]

@@ -118,7 +118,7 @@ impl Storage for Db {
     }
 
     fn max_hlc(&self) -> Result<u64, ClusterError> {
-        Ok(self.max_version().map_or(0, |v| v.hlc))
+        Ok(Db::max_hlc(self).unwrap_or(0))
     }
 
     fn shutdown(&self) -> Result<(), ClusterError> {

@@ -1,38 +1,37 @@
-//! The highest version the engine holds, read from metadata alone.
+//! The highest HLC timestamp the engine holds, read from metadata alone.
 //!
-//! Owns [`Db::max_version`]: the largest [`Version`] of any record in the memtables (each
-//! tracks its own maximum as entries arrive, WAL replay included) or the tables (each table's
-//! metadata carries its maximum). The cluster starts its clock above it, so a node whose wall
+//! Owns [`Db::max_hlc`]: the largest timestamp of any record in the memtables (each tracks its
+//! own maximum as entries arrive, WAL replay included) or the tables (each table's metadata
+//! carries its maximum version). The cluster starts its clock above it, so a node whose wall
 //! clock stepped back across a restart never issues versions below ones it already stored.
 //! Must never read a data block or walk a memtable: it is called at startup, on any size of
 //! data, and must cost the same on all of them.
 
 use crate::db::state::SuperVersion;
 use crate::db::Db;
-use crate::record::Version;
 
 impl Db {
-    /// The highest version of any record the engine holds: values, tombstones and expired
-    /// records alike, in memtables and in tables; `None` when it holds nothing.
+    /// The highest HLC timestamp of any record the engine holds: values, tombstones and
+    /// expired records alike, in memtables and in tables; `None` when it holds nothing.
     ///
     /// It is the highest of what is held *now*: a compaction that drops records (expired
     /// values, tombstones past `gc_grace`, whole expired tables) may lower it. Writes that
     /// race with the call may or may not be counted.
-    pub fn max_version(&self) -> Option<Version> {
-        self.inner.view().max_version()
+    pub fn max_hlc(&self) -> Option<u64> {
+        self.inner.view().max_hlc()
     }
 }
 
 impl SuperVersion {
-    /// The highest version in this view's memtables and tables.
-    fn max_version(&self) -> Option<Version> {
-        let memtables = self.memtables().filter_map(|m| m.max_version());
+    /// The highest timestamp in this view's memtables and tables.
+    fn max_hlc(&self) -> Option<u64> {
+        let memtables = self.memtables().filter_map(|m| m.max_hlc());
         let tables = self
             .tables
             .levels
             .iter()
             .flatten()
-            .map(|t| t.meta.max_version);
+            .map(|t| t.meta.max_version.hlc);
         memtables.chain(tables).max()
     }
 }
@@ -55,9 +54,9 @@ mod tests {
     fn an_empty_engine_has_none() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = open(dir.path());
-        assert_eq!(db.max_version(), None);
+        assert_eq!(db.max_hlc(), None);
         db.flush().expect("flush");
-        assert_eq!(db.max_version(), None);
+        assert_eq!(db.max_hlc(), None);
     }
 
     #[test]
@@ -68,10 +67,10 @@ mod tests {
         db.put(b"b", Record::value(v(9, 2), "y")).expect("put");
         // Older versions arriving late (hints, repair) do not lower it.
         db.put(b"c", Record::value(v(3, 3), "z")).expect("put");
-        assert_eq!(db.max_version(), Some(v(9, 2)));
-        // The node breaks ties between equal timestamps.
-        db.put(b"d", Record::tombstone(v(9, 4))).expect("delete");
-        assert_eq!(db.max_version(), Some(v(9, 4)));
+        assert_eq!(db.max_hlc(), Some(v(9, 2).hlc));
+        // Tombstones count.
+        db.put(b"d", Record::tombstone(v(11, 4))).expect("delete");
+        assert_eq!(db.max_hlc(), Some(v(11, 4).hlc));
     }
 
     #[test]
@@ -80,13 +79,13 @@ mod tests {
         let db = open(dir.path());
         db.put(b"a", Record::value(v(20, 1), "x")).expect("put");
         db.flush().expect("flush");
-        assert_eq!(db.max_version(), Some(v(20, 1)));
+        assert_eq!(db.max_hlc(), Some(v(20, 1).hlc));
         db.put(b"b", Record::value(v(10, 1), "older")).expect("put");
-        assert_eq!(db.max_version(), Some(v(20, 1)), "the table's is higher");
+        assert_eq!(db.max_hlc(), Some(v(20, 1).hlc), "the table's is higher");
         db.put(b"c", Record::value(v(30, 1), "newer")).expect("put");
-        assert_eq!(db.max_version(), Some(v(30, 1)), "the memtable's is higher");
+        assert_eq!(db.max_hlc(), Some(v(30, 1).hlc), "the memtable's is higher");
         db.flush().expect("flush");
-        assert_eq!(db.max_version(), Some(v(30, 1)));
+        assert_eq!(db.max_hlc(), Some(v(30, 1).hlc));
     }
 
     #[test]
@@ -101,7 +100,7 @@ mod tests {
             .expect("delete");
         db.close().expect("close");
         let db = open(dir.path());
-        assert_eq!(db.max_version(), Some(v(8, 2)));
+        assert_eq!(db.max_hlc(), Some(v(8, 2).hlc));
         db.close().expect("close");
     }
 
@@ -120,6 +119,6 @@ mod tests {
         db.compact().expect("compact");
         let stats = db.stats();
         assert_eq!(stats.levels.first().map(|l| l.tables), Some(0));
-        assert_eq!(db.max_version(), Some(v(60, 1)));
+        assert_eq!(db.max_hlc(), Some(v(60, 1).hlc));
     }
 }
