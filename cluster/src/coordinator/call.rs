@@ -75,6 +75,25 @@ impl InFlight {
         })
     }
 
+    /// Polls every call once, so each has sent its request before the caller does anything
+    /// else (a remote call is a lazy future: until polled it has not reached the transport);
+    /// returns the answers of those that finished at once.
+    fn start(&mut self) -> impl Future<Output = Vec<Answer>> + '_ {
+        std::future::poll_fn(move |cx| {
+            let mut done = Vec::new();
+            let mut i = 0;
+            while i < self.calls.len() {
+                if let Poll::Ready(answer) = self.calls[i].as_mut().poll(cx) {
+                    drop(self.calls.swap_remove(i));
+                    done.push(answer);
+                } else {
+                    i += 1;
+                }
+            }
+            Poll::Ready(done)
+        })
+    }
+
     /// Lets the remaining calls finish on their own (when `detach`), or drops them.
     fn detach_if(&mut self, detach: bool) {
         for call in self.calls.drain(..) {
@@ -94,7 +113,7 @@ impl<S: Storage, T: Transport> Shared<S, T> {
         mut plan: Plan,
         request: PeerRequest,
         fanout: Fanout,
-        accept: fn(&PeerResponse) -> bool,
+        accept: &(dyn Fn(&PeerResponse) -> bool + Sync),
     ) -> Result<Vec<(usize, PeerResponse)>, ClusterError> {
         if let [only] = plan.targets[..] {
             if state.is_local(only) {
@@ -131,6 +150,11 @@ impl<S: Storage, T: Transport> Shared<S, T> {
         }
         let mut answers = Vec::with_capacity(first_wave.len());
         let mut errors = Vec::new();
+        // The peers get their requests before this node serves its own (which may wait for a
+        // flush group or an fsync): the write then takes the longer of the two, not their sum.
+        for answer in in_flight.start().await {
+            in_flight.push(Box::pin(std::future::ready(answer)));
+        }
         if local_pending {
             let response = serve_maybe_blocking(&self.inner, request.clone()).await;
             let local = state.view.local;
@@ -184,7 +208,7 @@ impl<S: Storage, T: Transport> Shared<S, T> {
         state: &RingState,
         mut plan: Plan,
         request: PeerRequest,
-        accept: fn(&PeerResponse) -> bool,
+        accept: &(dyn Fn(&PeerResponse) -> bool + Sync),
     ) -> Result<Vec<(usize, PeerResponse)>, ClusterError> {
         let local = state.view.local;
         let response = match serve_maybe_blocking(&self.inner, request).await {
@@ -210,7 +234,7 @@ impl<S: Storage, T: Transport> Shared<S, T> {
         &self,
         state: &RingState,
         (member, result): Answer,
-        accept: fn(&PeerResponse) -> bool,
+        accept: &(dyn Fn(&PeerResponse) -> bool + Sync),
         plan: &mut Plan,
         answers: &mut Vec<(usize, PeerResponse)>,
         errors: &mut Vec<String>,

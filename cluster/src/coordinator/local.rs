@@ -13,16 +13,13 @@ use ringkv_lsm::Record;
 
 use crate::api::Level;
 use crate::coordinator::level::{check_available, Operation};
+use crate::coordinator::replica::MAX_INLINE_READ_KEYS;
 use crate::coordinator::ring_state::RingState;
 use crate::coordinator::Shared;
 use crate::error::ClusterError;
 use crate::slot::key_slot;
 use crate::storage::{SlotRecord, Storage};
 use crate::transport::Transport;
-
-/// Most keys a read serves inline on this path; larger reads take the general path, which moves
-/// them off the runtime's threads.
-const MAX_INLINE_KEYS: usize = 64;
 
 impl<S: Storage, T: Transport> Shared<S, T> {
     /// The winning record of each key, read here, when every key's slot has this node as its
@@ -33,7 +30,8 @@ impl<S: Storage, T: Transport> Shared<S, T> {
         keys: &[Bytes],
         level: Level,
     ) -> Option<Result<Vec<Option<Record>>, ClusterError>> {
-        if keys.len() > MAX_INLINE_KEYS || !local_alive(state) {
+        // Larger reads take the general path, which moves them off the runtime's threads.
+        if keys.len() > MAX_INLINE_READ_KEYS || !local_alive(state) {
             return None;
         }
         let read = match keys {

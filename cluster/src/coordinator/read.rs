@@ -121,7 +121,8 @@ impl<S: Storage, T: Transport> Shared<S, T> {
                 plan,
                 PeerRequest::Read { keys: group.keys },
                 Fanout::Needed,
-                |r| matches!(r, PeerResponse::Records(_)),
+                // A reply with another number of records than keys asked is not an answer.
+                &|r| matches!(r, PeerResponse::Records(records) if records.len() == wanted),
             )
             .await?;
         let mut resolved: Vec<Option<Record>> = vec![None; wanted];

@@ -29,6 +29,10 @@ use crate::transport::Handler;
 /// How far ahead of our wall clock a peer's timestamp may be and still move our clock: a
 /// peer with a wildly wrong clock must not drag every later version into the future.
 pub const MAX_CLOCK_DRIFT_MS: u64 = 60_000;
+/// Most keys a point read serves on the runtime's threads; larger reads move off them.
+pub(crate) const MAX_INLINE_READ_KEYS: usize = 64;
+/// Most records a range read serves on the runtime's threads.
+const MAX_INLINE_RANGE_RECORDS: usize = 1_000;
 /// Keys deleted per atomic batch by `Truncate`.
 const TRUNCATE_BATCH: usize = 1024;
 
@@ -233,9 +237,9 @@ impl<S: Storage> Inner<S> {
 /// runtime's threads.
 pub(crate) fn may_block(request: &PeerRequest, writes_may_block: bool) -> bool {
     match request {
-        PeerRequest::Read { keys } => keys.len() > 64,
+        PeerRequest::Read { keys } => keys.len() > MAX_INLINE_READ_KEYS,
         PeerRequest::Apply { .. } => writes_may_block,
-        PeerRequest::Range { limit, .. } => *limit > 1_000,
+        PeerRequest::Range { limit, .. } => *limit > MAX_INLINE_RANGE_RECORDS,
         PeerRequest::KeyRange { .. }
         | PeerRequest::CountSlots { .. }
         | PeerRequest::Truncate { .. } => true,

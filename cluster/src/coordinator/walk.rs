@@ -89,7 +89,7 @@ impl<S: Storage, T: Transport> Shared<S, T> {
                     limit,
                 },
                 Fanout::Needed,
-                |r| matches!(r, PeerResponse::Range(_)),
+                &|r| matches!(r, PeerResponse::Range(_)),
             )
             .await?;
         let pages: Vec<Vec<SlotRecord>> = answers

@@ -48,8 +48,15 @@ impl<S: Storage, T: Transport> Shared<S, T> {
         }
         let state = self.ring_state();
         let n = writes.len();
-        // Held so a conditional write led here is wholly before or after this one.
-        let _guards = self.locks.lock(writes.iter().map(|w| w.key.as_ref())).await;
+        // Held so a conditional write led here is wholly before or after this one. Only keys
+        // whose slot this node leads: others' conditional writes run on their leaders, which
+        // these locks do not reach, so locking them would only serialise unrelated writes
+        // across a replication round trip.
+        let led_here = writes
+            .iter()
+            .map(|w| w.key.as_ref())
+            .filter(|key| leads(&state, key_slot(key)));
+        let _guards = self.locks.lock(led_here).await;
         let records = writes
             .into_iter()
             .map(|w| self.versioned(key_slot(&w.key), w.key, w.value, w.expire_at_ms))
@@ -74,7 +81,7 @@ impl<S: Storage, T: Transport> Shared<S, T> {
             return Err(ClusterError::CrossSlot);
         }
         let replicas = state.ring.replicas(slot);
-        let Some(leader) = replicas.iter().copied().find(|&i| state.member(i).alive) else {
+        let Some(leader) = leader(&state, slot) else {
             // Nobody alive to lead: the plan names the level and the counts.
             Plan::new(&state, slot, replicas, consistency.write, Operation::Write)?;
             return Err(ClusterError::NoReplicas { slot });
@@ -245,11 +252,26 @@ impl<S: Storage, T: Transport> Shared<S, T> {
             plan,
             PeerRequest::Apply { records },
             Fanout::All,
-            |r| matches!(r, PeerResponse::Applied),
+            &|r| matches!(r, PeerResponse::Applied),
         )
         .await
         .map(|_| ())
     }
+}
+
+/// The leader of `slot`: its first live replica in ring order.
+fn leader(state: &RingState, slot: u16) -> Option<usize> {
+    state
+        .ring
+        .replicas(slot)
+        .iter()
+        .copied()
+        .find(|&i| state.member(i).alive)
+}
+
+/// Whether this node leads `slot`.
+fn leads(state: &RingState, slot: u16) -> bool {
+    leader(state, slot).is_some_and(|i| state.is_local(i))
 }
 
 /// The version of `record` if it is a live value at `now_ms`.

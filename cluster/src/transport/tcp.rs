@@ -404,7 +404,9 @@ impl<H: Handler> Inner<H> {
         .await
         .map_err(|e| format!("send handshake: {e}"))?;
         let mut buf = BytesMut::new();
-        let mut codec = self.codec;
+        // Bounded to a handshake's size: before it, four bytes from anyone must not make us
+        // reserve a whole frame's worth of memory.
+        let mut codec = FrameCodec::new(FRAME_HEADER_BYTES + 4);
         let frame = match conn::read_frame(&mut stream, &mut codec, &mut buf).await {
             Ok(Some(frame)) => frame,
             Ok(None) => return Err("closed before its handshake".to_owned()),

@@ -81,8 +81,10 @@ impl Reader {
     }
 
     /// A `u32` element count, checked so that `count` elements of at least `min_bytes` each
-    /// fit in what remains: a hostile count can never make the caller allocate beyond the
-    /// input's own size.
+    /// fit in what remains. Decoded elements may still be larger in memory than on the wire
+    /// (a one-byte absent record is a 64-byte `Option<Record>`), so callers reserve at most
+    /// [`prealloc`] elements up front and let the vector grow with what actually decodes:
+    /// memory stays proportional to the bytes received, never to the count a peer claims.
     pub(super) fn count(
         &mut self,
         what: &'static str,
@@ -129,4 +131,10 @@ pub(super) fn put_bytes(out: &mut bytes::BytesMut, data: &[u8]) {
 pub(super) fn put_count(out: &mut bytes::BytesMut, count: usize) {
     use bytes::BufMut;
     out.put_u32(u32::try_from(count).unwrap_or(u32::MAX));
+}
+
+/// Elements a decoder reserves up front for a list of `count`: enough for every ordinary
+/// message, bounded so a claimed count alone never reserves much.
+pub(super) fn prealloc(count: usize) -> usize {
+    count.min(1024)
 }

@@ -7,7 +7,7 @@ use std::ops::Bound;
 use bytes::{BufMut, Bytes, BytesMut};
 use ringkv_lsm::{Record, Version};
 
-use super::buf::{put_bytes, put_count, Reader};
+use super::buf::{prealloc, put_bytes, put_count, Reader};
 use super::WireError;
 use crate::api::{Condition, Consistency, Level, Write};
 use crate::rpc::{
@@ -182,7 +182,7 @@ pub(super) fn get_stamped_request(r: &mut Reader) -> Result<Stamped<PeerRequest>
     let body = match r.u8()? {
         REQ_READ => {
             let n = r.count("keys", MIN_POSITION)?;
-            let mut keys = Vec::with_capacity(n);
+            let mut keys = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 keys.push(get_position(r)?);
             }
@@ -199,7 +199,7 @@ pub(super) fn get_stamped_request(r: &mut Reader) -> Result<Stamped<PeerRequest>
         },
         REQ_KEY_RANGE => {
             let n = r.count("slot spans", 4)?;
-            let mut spans = Vec::with_capacity(n);
+            let mut spans = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 spans.push((r.u16()?, r.u16()?));
             }
@@ -217,7 +217,7 @@ pub(super) fn get_stamped_request(r: &mut Reader) -> Result<Stamped<PeerRequest>
         }
         REQ_COUNT_SLOTS => {
             let n = r.count("slots", 2)?;
-            let mut slots = Vec::with_capacity(n);
+            let mut slots = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 slots.push(r.u16()?);
             }
@@ -225,7 +225,7 @@ pub(super) fn get_stamped_request(r: &mut Reader) -> Result<Stamped<PeerRequest>
         }
         REQ_COORDINATE => {
             let n = r.count("writes", MIN_WRITE)?;
-            let mut writes = Vec::with_capacity(n);
+            let mut writes = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 writes.push(get_write(r)?);
             }
@@ -297,7 +297,7 @@ pub(super) fn get_stamped_response(r: &mut Reader) -> Result<Stamped<PeerRespons
     let body = match r.u8()? {
         RESP_RECORDS => {
             let n = r.count("records", 1)?;
-            let mut records = Vec::with_capacity(n);
+            let mut records = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 records.push(if r.bool()? {
                     Some(get_record(r)?)
@@ -311,7 +311,7 @@ pub(super) fn get_stamped_response(r: &mut Reader) -> Result<Stamped<PeerRespons
         RESP_RANGE => PeerResponse::Range(get_slot_records(r)?),
         RESP_COUNTS => {
             let n = r.count("counts", 8)?;
-            let mut counts = Vec::with_capacity(n);
+            let mut counts = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 counts.push(r.u64()?);
             }
@@ -319,7 +319,7 @@ pub(super) fn get_stamped_response(r: &mut Reader) -> Result<Stamped<PeerRespons
         }
         RESP_WRITTEN => {
             let n = r.count("flags", 1)?;
-            let mut flags = Vec::with_capacity(n);
+            let mut flags = Vec::with_capacity(prealloc(n));
             for _ in 0..n {
                 flags.push(r.bool()?);
             }
@@ -454,7 +454,7 @@ fn put_slot_records(out: &mut BytesMut, records: &[SlotRecord]) {
 
 fn get_slot_records(r: &mut Reader) -> Result<Vec<SlotRecord>, WireError> {
     let n = r.count("slot records", MIN_SLOT_RECORD)?;
-    let mut records = Vec::with_capacity(n);
+    let mut records = Vec::with_capacity(prealloc(n));
     for _ in 0..n {
         records.push(SlotRecord {
             slot: r.u16()?,

@@ -311,6 +311,36 @@ async fn an_oversized_frame_drops_the_connection_not_the_node() {
 }
 
 #[tokio::test]
+async fn a_first_frame_larger_than_a_handshake_is_refused_before_it_is_buffered() {
+    let (b, _) = node(2).await;
+    let mut raw = TcpStream::connect(b.local_addr()).await.expect("connect");
+    // Declares a frame well under the 64 MiB bound, but no handshake is that large.
+    raw.write_all(&(1u32 << 20).to_be_bytes())
+        .await
+        .expect("send");
+    let mut buf = BytesMut::new();
+    let mut codec = FrameCodec::default();
+    let first = read_frame(&mut raw, &mut codec, &mut buf)
+        .await
+        .expect("handshake");
+    assert!(matches!(
+        first,
+        Some(Frame {
+            kind: FrameKind::Handshake,
+            ..
+        })
+    ));
+    closed_by_peer(&mut raw).await;
+    assert!(eventually(|| b.stats().frames_dropped == 1).await);
+    assert_eq!(b.stats().connections_open, 0);
+
+    let (a, _) = node(1).await;
+    a.call(peer(2, &b), ask(5, 0), LONG)
+        .await
+        .expect("still serving");
+}
+
+#[tokio::test]
 async fn another_protocol_version_is_refused_at_the_handshake() {
     let (b, _) = node(2).await;
     let mut raw = TcpStream::connect(b.local_addr()).await.expect("connect");
