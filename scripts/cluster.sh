@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A 3-node ringkv cluster on this machine, for trying the cluster out by hand.
 #
-#   scripts/cluster.sh start    build target/release/ringkv if missing, start the nodes, wait
+#   scripts/cluster.sh start    build target/release/ringkv (if stale), start the nodes, wait
 #                               until each answers PING and they form one ring
 #   scripts/cluster.sh stop     SIGTERM each node and wait for it to exit
 #   scripts/cluster.sh status   which nodes run, and the ring as node 1 sees it (CLUSTER NODES)
@@ -66,10 +66,10 @@ ensure_binary() {
         }
         return 0
     fi
-    if [[ ! -x $bin ]]; then
-        echo "building $bin (cargo build --release -p ringkv)"
-        cargo build --release -p ringkv
-    fi
+    # Always asked: cargo does nothing when the binary is current, and a binary left from
+    # before a pull would otherwise run silently.
+    echo "building $bin (cargo build --release -p ringkv)"
+    cargo build --release -p ringkv
 }
 
 start() {

@@ -254,7 +254,10 @@ impl Db {
     /// [`Db::write`], by the periodic fsync, or once the buffer holds 1 MiB. Until then a
     /// process crash loses it, and other readers already see it (as redis's clients see a
     /// write before its AOF buffer is written). Callers that acknowledge a write must call
-    /// [`Db::flush_wal`] first; many writes then share one `write(2)`. With
+    /// [`Db::flush_wal`] first; many writes then share one `write(2)`. If that flush fails,
+    /// the WAL is poisoned and the write is not acknowledged, but readers may already have
+    /// seen it and a memtable flush may still store it: like a timed-out write, its outcome is
+    /// unknown, not undone. With
     /// [`crate::FsyncMode::Always`] this is [`Db::write`].
     ///
     /// # Errors

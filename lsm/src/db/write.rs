@@ -174,17 +174,19 @@ impl DbInner {
                 .collect(),
         };
         let user_bytes: usize = handover.group.iter().map(|w| w.bytes).sum();
-        let write_now = handover.group.iter().any(|w| !w.buffered);
-        let result = self.append_group(records, user_bytes).and_then(|lsn| {
-            if self.opts.fsync == FsyncMode::Always {
-                // Every acknowledged write is fsynced, buffered or not.
-                self.wal.sync_to(lsn)
-            } else if write_now {
-                self.wal.write_pending()
-            } else {
-                Ok(())
-            }
-        });
+        // Every acknowledged write is fsynced with `Always`, buffered or not; otherwise a group
+        // with a plain write in it is handed to the OS before it becomes visible.
+        let always = self.opts.fsync == FsyncMode::Always;
+        let write_now = always || handover.group.iter().any(|w| !w.buffered);
+        let result = self
+            .append_group(records, user_bytes, write_now)
+            .and_then(|lsn| {
+                if always {
+                    self.wal.sync_to(lsn)
+                } else {
+                    Ok(())
+                }
+            });
         handover.outcome = match &result {
             Ok(()) => Outcome::Committed,
             Err(e) => Outcome::Failed(e.to_string()),
@@ -193,10 +195,16 @@ impl DbInner {
         result
     }
 
-    /// Appends a group of batches to the WAL's buffer as one frame and inserts it into the
-    /// memtable; returns the WAL position to fsync to. The caller hands the buffer to the
-    /// operating system as its writers ask. Called by the leader only.
-    fn append_group(&self, records: Vec<(Bytes, Record)>, user_bytes: usize) -> Result<Lsn> {
+    /// Appends a group of batches to the WAL's buffer as one frame, hands the buffer to the
+    /// operating system when `write_now` (before any reader can see the records, so a failed
+    /// `write(2)` leaves nothing visible), and inserts the group into the memtable; returns the
+    /// WAL position to fsync to. Called by the leader only.
+    fn append_group(
+        &self,
+        records: Vec<(Bytes, Record)>,
+        user_bytes: usize,
+        write_now: bool,
+    ) -> Result<Lsn> {
         let count = records.len() as u64;
         let lsn = {
             let _writers = self.write_lock.lock();
@@ -206,6 +214,9 @@ impl DbInner {
                 records,
             };
             let lsn = self.wal.append_buffered(&wal_batch)?;
+            if write_now {
+                self.wal.write_pending()?;
+            }
             let view = self.view();
             for (i, (key, record)) in wal_batch.records.into_iter().enumerate() {
                 view.active.insert(

@@ -17,6 +17,20 @@ use crate::options::FsyncMode;
 use crate::record::{Record, Version};
 use crate::stats::Counters;
 
+/// What the engine's writers do for a write that is not buffered: append it to the segment's
+/// buffer, then hand the buffer to the operating system.
+trait AppendNow {
+    fn append(&self, batch: &WalBatch) -> crate::error::Result<writer::Lsn>;
+}
+
+impl AppendNow for Wal {
+    fn append(&self, batch: &WalBatch) -> crate::error::Result<writer::Lsn> {
+        let lsn = self.append_buffered(batch)?;
+        self.write_pending()?;
+        Ok(lsn)
+    }
+}
+
 /// A batch of `n` records starting at `first_seqno`, every third one a tombstone.
 fn batch(first_seqno: u64, n: usize) -> WalBatch {
     let records = (0..n)

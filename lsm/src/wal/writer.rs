@@ -136,25 +136,6 @@ impl Wal {
         Ok(Wal { shared, flusher })
     }
 
-    /// Appends `batch` as one frame. When this returns, the bytes have been handed to the
-    /// operating system with `write(2)` (with any frames buffered before it, in one call), so
-    /// they survive the process being killed; pass the returned [`Lsn`] to [`Wal::sync_to`] to
-    /// survive a power loss too.
-    ///
-    /// The engine's writers use [`Wal::append_buffered`] and [`Wal::write_pending`], which
-    /// let a group of writers share the `write(2)`.
-    ///
-    /// # Errors
-    /// [`Error::BatchTooLarge`] if the batch cannot fit in a frame (nothing is written);
-    /// [`Error::Poisoned`] if this write fails or an earlier write or fsync failed.
-    #[cfg(test)]
-    pub(crate) fn append(&self, batch: &WalBatch) -> Result<Lsn> {
-        let mut active = self.shared.active.lock();
-        let lsn = self.buffer_frame(&mut active, batch)?;
-        active.write_pending(&self.shared)?;
-        Ok(lsn)
-    }
-
     /// Appends `batch` as one frame to the segment's buffer without handing it to the
     /// operating system: a process crash loses it until [`Wal::write_pending`] (or an fsync,
     /// a rotation, or more than [`MAX_PENDING_BYTES`] of buffered frames) writes it. This is

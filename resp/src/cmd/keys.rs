@@ -107,8 +107,6 @@ pub(crate) async fn execute<C: Cluster>(
     }
 }
 
-/// Deletes the distinct keys among `keys`; how many existed. Each delete is conditional on
-/// the version read, so a key counts once even when others delete it concurrently.
 /// Writes that depend on nothing but their own key: as one request, or, when the cluster
 /// refuses a conditional request across slots (a multi-node ring), one request per slot.
 /// Flags come back in order.
@@ -134,6 +132,8 @@ async fn write_per_key<C: Cluster>(
     Ok(flags)
 }
 
+/// Deletes the distinct keys among `keys`; how many existed. Each delete is conditional on
+/// the version read, so a key counts once even when others delete it concurrently.
 async fn delete<C: Cluster>(store: &Store<'_, C>, keys: &[Bytes]) -> Result<i64, CommandError> {
     let mut seen = HashSet::with_capacity(keys.len());
     let mut pending: Vec<Bytes> = keys
