@@ -10,9 +10,10 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Waker};
+use std::task::{Context, Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
@@ -278,18 +279,25 @@ fn dispatch<H: Handler>(
 ) -> Result<(), String> {
     match frame.kind {
         FrameKind::Request => {
-            conn.handling.fetch_add(1, Ordering::SeqCst);
             // Most requests (a point read, a write without fsync) finish at their first poll:
             // serving them here saves a task and a wake-up each. One that has to wait (an
             // fsync off the runtime, a forwarded write, a full outbox) continues in a task of
             // its own, so it never holds up this connection's reading; the task polls it again
             // with a real waker.
-            let mut task = Box::pin(serve(Arc::clone(inner), Arc::clone(conn), frame));
+            let handling = Handling::start(conn);
+            let mut task = Box::pin(serve(Arc::clone(inner), Arc::clone(conn), frame, handling));
             let mut cx = Context::from_waker(Waker::noop());
-            if task.as_mut().poll(&mut cx).is_pending() {
-                tokio::spawn(task);
+            // A handler that panics must not take the reader task (and with it every call on
+            // this connection) down: the connection is closed with a reason instead, and its
+            // callers fail at once rather than at their deadlines.
+            match std::panic::catch_unwind(AssertUnwindSafe(|| task.as_mut().poll(&mut cx))) {
+                Ok(Poll::Pending) => {
+                    tokio::spawn(task);
+                    Ok(())
+                }
+                Ok(Poll::Ready(())) => Ok(()),
+                Err(_) => Err("a request handler panicked".to_owned()),
             }
-            Ok(())
         }
         FrameKind::Response => {
             let Some(tx) = conn.take_pending(frame.request_id) else {
@@ -315,8 +323,30 @@ fn dispatch<H: Handler>(
     }
 }
 
+/// One request being handled on a connection, counted so a retired connection is closed only
+/// once idle; the count drops with this guard, even when the handler panics.
+struct Handling(Arc<Conn>);
+
+impl Handling {
+    fn start(conn: &Arc<Conn>) -> Self {
+        conn.handling.fetch_add(1, Ordering::SeqCst);
+        Handling(Arc::clone(conn))
+    }
+}
+
+impl Drop for Handling {
+    fn drop(&mut self) {
+        self.0.handling.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Runs the handler for one request and queues its response.
-async fn serve<H: Handler>(inner: Arc<Inner<H>>, conn: Arc<Conn>, frame: Frame) {
+async fn serve<H: Handler>(
+    inner: Arc<Inner<H>>,
+    conn: Arc<Conn>,
+    frame: Frame,
+    _handling: Handling,
+) {
     let response = match wire::decode_request(frame.payload) {
         Ok(request) => inner.handler.handle(conn.peer, request).await,
         Err(e) => {
@@ -345,7 +375,6 @@ async fn serve<H: Handler>(inner: Arc<Inner<H>>, conn: Arc<Conn>, frame: Frame) 
     };
     // A closed connection has nobody left to answer.
     let _ = conn.outbox.send(frame).await;
-    conn.handling.fetch_sub(1, Ordering::SeqCst);
 }
 
 fn refusal(message: String) -> Stamped<PeerResponse> {

@@ -16,6 +16,8 @@ const NEVER: u16 = u16::MAX;
 /// A slot number that makes [`Echo`] answer after [`SLOW`].
 const SLOW_SLOT: u16 = u16::MAX - 1;
 const SLOW: Duration = Duration::from_millis(400);
+/// A slot number that makes [`Echo`] panic at once (a handler bug).
+const PANIC_SLOT: u16 = u16::MAX - 2;
 const LONG: Duration = Duration::from_secs(10);
 
 /// Answers `CountSlots` with `Counts([its node, the sender, the request's hlc])`, after a
@@ -34,6 +36,7 @@ impl Handler for Echo {
         };
         match slot {
             NEVER => std::future::pending::<()>().await,
+            PANIC_SLOT => panic!("a handler bug"),
             SLOW_SLOT => tokio::time::sleep(SLOW).await,
             n => tokio::time::sleep(Duration::from_millis(u64::from(n % 5))).await,
         }
@@ -308,6 +311,27 @@ async fn an_oversized_frame_drops_the_connection_not_the_node() {
     a.call(peer(2, &b), ask(5, 0), LONG)
         .await
         .expect("still serving");
+}
+
+#[tokio::test]
+async fn a_panicking_handler_closes_its_connection_not_the_node() {
+    let (a, _) = node(1).await;
+    let (b, _) = node(2).await;
+    let err = a
+        .call(peer(2, &b), ask(1, PANIC_SLOT), LONG)
+        .await
+        .expect_err("the handler panicked");
+    // The connection was closed: the caller hears that, not its deadline passing.
+    assert!(
+        matches!(err, crate::transport::TransportError::Connection { .. }),
+        "{err}"
+    );
+    assert!(eventually(|| b.stats().connection_failures >= 1).await);
+    let answer = a
+        .call(peer(2, &b), ask(7, 0), LONG)
+        .await
+        .expect("served again over a new connection");
+    assert!(matches!(answer.body, PeerResponse::Counts(_)));
 }
 
 #[tokio::test]
