@@ -5,12 +5,8 @@
 //! `ringkv status [--host H] [--port P] [--password P]` is the one admin subcommand: it asks a
 //! running node for the ring and prints it like `nodetool status` (`status.rs`).
 
+mod allocator;
 mod status;
-
-/// mimalloc instead of glibc's malloc: per-request allocations (buffers, requests, replies)
-/// were a fifth of the node's instructions under glibc (benches/README.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -21,6 +17,7 @@ use ringkv::config::{Config, Flags};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    allocator::configure();
     if std::env::args_os().nth(1).is_some_and(|a| a == "status") {
         return status::main(std::env::args_os().skip(1));
     }
