@@ -21,6 +21,9 @@ const PANIC_SLOT: u16 = u16::MAX - 2;
 /// A slot number that makes [`Echo`] block its thread until [`Echo::gate`] is free (a
 /// handler that blocks instead of awaiting).
 const BLOCK_SLOT: u16 = u16::MAX - 3;
+/// A slot number that makes [`Echo`] yield to the runtime a few times before answering (as a
+/// flush group's leader does to let other writers join).
+const YIELD_SLOT: u16 = u16::MAX - 4;
 const LONG: Duration = Duration::from_secs(10);
 
 /// Answers `CountSlots` with `Counts([its node, the sender, the request's hlc])`, after a
@@ -52,6 +55,11 @@ impl Handler for Echo {
             NEVER => std::future::pending::<()>().await,
             PANIC_SLOT => panic!("a handler bug"),
             BLOCK_SLOT => drop(self.gate.lock()),
+            YIELD_SLOT => {
+                for _ in 0..3 {
+                    tokio::task::yield_now().await;
+                }
+            }
             SLOW_SLOT => tokio::time::sleep(SLOW).await,
             n => tokio::time::sleep(Duration::from_millis(u64::from(n % 5))).await,
         }
@@ -168,6 +176,32 @@ async fn concurrent_calls_are_multiplexed() {
     assert_eq!(echo.seen.load(Ordering::SeqCst), 200);
     assert_eq!(a.stats().connections_open, 1);
     assert_eq!(a.stats().calls, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_that_yield_are_all_served_amid_others() {
+    let (a, _) = node(1).await;
+    let (b, echo) = node(2).await;
+    let target = peer(2, &b);
+    let calls: Vec<_> = (0..500u64)
+        .map(|i| {
+            let a = a.clone();
+            let slot = if i % 2 == 0 { YIELD_SLOT } else { 0 };
+            tokio::spawn(async move { (i, a.call(target, ask(i, slot), LONG).await) })
+        })
+        .collect();
+    for call in calls {
+        let (i, reply) = call.await.expect("task");
+        assert_eq!(
+            reply.expect("answered").body,
+            PeerResponse::Counts(vec![2, 1, i])
+        );
+    }
+    assert_eq!(echo.seen.load(Ordering::SeqCst), 500);
+    assert_eq!(
+        b.inner.conns.lock().values().next().map(|c| c.is_idle()),
+        Some(true)
+    );
 }
 
 #[tokio::test]
