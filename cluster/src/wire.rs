@@ -139,6 +139,16 @@ pub fn encode_response(message: &Stamped<PeerResponse>) -> Bytes {
     out.freeze()
 }
 
+/// A guess at the size of `message`'s request frame (exact for most messages, never far off).
+pub fn request_frame_size_hint(message: &Stamped<PeerRequest>) -> usize {
+    FRAME_HEADER_BYTES + message::request_size_hint(&message.body)
+}
+
+/// A guess at the size of `message`'s response frame, as [`request_frame_size_hint`].
+pub fn response_frame_size_hint(message: &Stamped<PeerResponse>) -> usize {
+    FRAME_HEADER_BYTES + message::response_size_hint(&message.body)
+}
+
 /// Appends the [`FrameKind::Request`] frame of `message` for `request_id` to `dst`, encoding
 /// the message in place (the same bytes as [`encode_request`] framed by
 /// [`FrameCodec::encode_ref`]). Returns the frame's size.
@@ -151,7 +161,7 @@ pub fn put_request_frame(
     request_id: u64,
     message: &Stamped<PeerRequest>,
 ) -> Result<usize, WireError> {
-    dst.reserve(FRAME_HEADER_BYTES + message::request_size_hint(&message.body));
+    dst.reserve(request_frame_size_hint(message));
     codec.encode_with(dst, FrameKind::Request, request_id, |out| {
         message::put_stamped_request(out, message)
     })
@@ -168,7 +178,7 @@ pub fn put_response_frame(
     request_id: u64,
     message: &Stamped<PeerResponse>,
 ) -> Result<usize, WireError> {
-    dst.reserve(FRAME_HEADER_BYTES + message::response_size_hint(&message.body));
+    dst.reserve(response_frame_size_hint(message));
     codec.encode_with(dst, FrameKind::Response, request_id, |out| {
         message::put_stamped_response(out, message)
     })

@@ -33,7 +33,7 @@ use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::outbox::{Outbox, OUTBOX_CAP};
+use super::outbox::{Outbox, OutboxClosed, OUTBOX_CAP};
 use super::{Counters, Inner};
 use crate::rpc::{PeerRequest, PeerResponse, RemoteFailure, RemoteFailureKind, Stamped};
 use crate::transport::{Handler, TransportError};
@@ -43,6 +43,10 @@ use crate::wire::{self, Frame, FrameCodec, FrameKind, WireError};
 /// frame the socket holds (profiled: with only what the codec reserved, a replica paid two
 /// reads per 1 KiB write it received).
 const READ_ROOM: usize = 64 * 1024;
+/// Frames guessed at least this large are encoded before the outbox's lock is taken and
+/// copied in under it: encoding and checksumming a large batch or range in place would hold
+/// every other sender on the connection (and the writer) on that lock meanwhile.
+const ENCODE_APART_BYTES: usize = 64 * 1024;
 /// The writer's batch buffer is given back to the allocator after a write larger than this
 /// (a frame of many values), rather than kept for the life of the connection.
 const KEEP_BATCH_BYTES: usize = 1024 * 1024;
@@ -181,8 +185,9 @@ impl Conn {
         }
         let codec = self.codec;
         let queued = self
-            .outbox
-            .push(|buf| wire::put_request_frame(&codec, buf, id, request))
+            .push_frame(wire::request_frame_size_hint(request), |buf| {
+                wire::put_request_frame(&codec, buf, id, request)
+            })
             .await;
         match queued {
             Ok(Ok(_)) => {}
@@ -200,8 +205,9 @@ impl Conn {
     async fn respond(&self, id: u64, response: &Stamped<PeerResponse>) {
         let codec = self.codec;
         let queued = self
-            .outbox
-            .push(|buf| wire::put_response_frame(&codec, buf, id, response))
+            .push_frame(wire::response_frame_size_hint(response), |buf| {
+                wire::put_response_frame(&codec, buf, id, response)
+            })
             .await;
         let Ok(Err(e)) = queued else {
             return;
@@ -218,6 +224,28 @@ impl Conn {
         if let Ok(Err(e)) = queued {
             warn!(peer = self.peer, error = %e, "refusal not sent");
         }
+    }
+
+    /// Queues the frame `encode` appends (whole or not at all): in place when it is small,
+    /// else encoded apart first (see [`ENCODE_APART_BYTES`]).
+    async fn push_frame(
+        &self,
+        size_hint: usize,
+        encode: impl FnOnce(&mut BytesMut) -> Result<usize, WireError>,
+    ) -> Result<Result<usize, WireError>, OutboxClosed> {
+        if size_hint < ENCODE_APART_BYTES {
+            return self.outbox.push(encode).await;
+        }
+        let mut frame = BytesMut::new();
+        if let Err(e) = encode(&mut frame) {
+            return Ok(Err(e));
+        }
+        self.outbox
+            .push(|buf| {
+                buf.extend_from_slice(&frame);
+                Ok(frame.len())
+            })
+            .await
     }
 
     fn take_pending(&self, id: u64) -> Option<oneshot::Sender<Reply>> {
