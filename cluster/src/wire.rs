@@ -139,6 +139,51 @@ pub fn encode_response(message: &Stamped<PeerResponse>) -> Bytes {
     out.freeze()
 }
 
+/// A guess at the size of `message`'s request frame (exact for most messages, never far off).
+pub fn request_frame_size_hint(message: &Stamped<PeerRequest>) -> usize {
+    FRAME_HEADER_BYTES + message::request_size_hint(&message.body)
+}
+
+/// A guess at the size of `message`'s response frame, as [`request_frame_size_hint`].
+pub fn response_frame_size_hint(message: &Stamped<PeerResponse>) -> usize {
+    FRAME_HEADER_BYTES + message::response_size_hint(&message.body)
+}
+
+/// Appends the [`FrameKind::Request`] frame of `message` for `request_id` to `dst`, encoding
+/// the message in place (the same bytes as [`encode_request`] framed by
+/// [`FrameCodec::encode_ref`]). Returns the frame's size.
+///
+/// # Errors
+/// [`WireError::FrameSize`] when the frame is over `codec`'s bound (`dst` is left as it was).
+pub fn put_request_frame(
+    codec: &FrameCodec,
+    dst: &mut BytesMut,
+    request_id: u64,
+    message: &Stamped<PeerRequest>,
+) -> Result<usize, WireError> {
+    dst.reserve(request_frame_size_hint(message));
+    codec.encode_with(dst, FrameKind::Request, request_id, |out| {
+        message::put_stamped_request(out, message)
+    })
+}
+
+/// Appends the [`FrameKind::Response`] frame of `message` for `request_id` to `dst`, as
+/// [`put_request_frame`] does for requests.
+///
+/// # Errors
+/// As [`put_request_frame`].
+pub fn put_response_frame(
+    codec: &FrameCodec,
+    dst: &mut BytesMut,
+    request_id: u64,
+    message: &Stamped<PeerResponse>,
+) -> Result<usize, WireError> {
+    dst.reserve(response_frame_size_hint(message));
+    codec.encode_with(dst, FrameKind::Response, request_id, |out| {
+        message::put_stamped_response(out, message)
+    })
+}
+
 /// Decodes [`encode_response`]'s output. Byte strings in the result share `input`'s memory.
 ///
 /// # Errors

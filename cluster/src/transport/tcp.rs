@@ -8,9 +8,11 @@
 //! cannot be reached is retried with exponential backoff, during which calls fail at once.
 //! A frame over the bound, with a bad checksum or another protocol version drops that
 //! connection with a logged reason, never the node. Must never interpret a request (the
-//! handler does) or block a connection on a slow handler (each request runs in its own task).
+//! handler does) or stop reading a connection for a handler that waits (the connection's
+//! reader polls its pending handlers beside its reads, `conn`).
 
 mod conn;
+mod outbox;
 mod peers;
 #[cfg(test)]
 mod tests;
@@ -281,17 +283,11 @@ impl<H: Handler> Inner<H> {
         deadline: Instant,
         timeout: Duration,
     ) -> Result<Stamped<PeerResponse>, TransportError> {
-        let payload = wire::encode_request(&request);
-        let bytes = FRAME_HEADER_BYTES + payload.len();
-        if bytes > self.codec.max_frame_bytes() {
-            return Err(TransportError::TooLarge {
-                bytes,
-                limit: self.codec.max_frame_bytes(),
-            });
-        }
+        // With a connection open, the request is queued at this future's first poll; each
+        // call keeps its own timer, so nothing on the connection can hold it past its deadline.
         let work = async {
             let conn = self.connection(peer, deadline).await?;
-            conn.request(payload).await
+            conn.request(&request).await
         };
         match tokio::time::timeout_at(deadline, work).await {
             Ok(outcome) => outcome,
@@ -437,7 +433,14 @@ impl<H: Handler> Inner<H> {
             return Err("the transport is shutting down".to_owned());
         }
         let id = self.next_conn_id.fetch_add(1, Ordering::Relaxed);
-        let (conn, outbox) = Conn::new(id, remote, addr, dialed_by, self.stop.child_token());
+        let conn = Conn::new(
+            id,
+            remote,
+            addr,
+            dialed_by,
+            self.codec,
+            self.stop.child_token(),
+        );
         self.conns.lock().insert(id, Arc::clone(&conn));
         let (read_half, write_half) = stream.into_split();
         conn::spawn_tasks(
@@ -446,7 +449,6 @@ impl<H: Handler> Inner<H> {
             read_half,
             write_half,
             buf,
-            outbox,
         );
         let (current, retired) = self.peers.register(Arc::clone(&conn));
         debug!(peer = remote, %addr, dialed_by, id, "connection open");

@@ -213,4 +213,39 @@ impl FrameCodec {
         dst.put_slice(&frame.payload);
         Ok(())
     }
+
+    /// Appends a frame of `kind` for `request_id` whose payload `put` writes straight into
+    /// `dst`, with no buffer of its own; the bytes are those [`FrameCodec::encode_ref`] writes
+    /// for the same payload. Returns the frame's size.
+    ///
+    /// # Errors
+    /// [`WireError::FrameSize`] when the frame is over the bound (`dst` is left as it was).
+    pub fn encode_with(
+        &self,
+        dst: &mut BytesMut,
+        kind: FrameKind,
+        request_id: u64,
+        put: impl FnOnce(&mut BytesMut),
+    ) -> Result<usize, WireError> {
+        let start = dst.len();
+        dst.put_u32(0);
+        dst.put_u8(PROTOCOL_VERSION);
+        dst.put_u8(kind.tag());
+        dst.put_u64(request_id);
+        dst.put_u32(0);
+        put(dst);
+        let total = dst.len() - start;
+        let Some(declared) = u32::try_from(total - 4)
+            .ok()
+            .filter(|_| total <= self.max_frame_bytes)
+        else {
+            dst.truncate(start);
+            return Err(self.size_error(total as u64));
+        };
+        let crc = crc32fast::hash(&dst[start + FRAME_HEADER_BYTES..]);
+        dst[start..start + 4].copy_from_slice(&declared.to_be_bytes());
+        dst[start + FRAME_HEADER_BYTES - 4..start + FRAME_HEADER_BYTES]
+            .copy_from_slice(&crc.to_be_bytes());
+        Ok(total)
+    }
 }

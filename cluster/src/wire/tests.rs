@@ -205,6 +205,42 @@ proptest! {
         let _ = decode_response(decoded.payload);
     }
 
+    /// Messages framed in place are byte for byte the frames of their encodings, after
+    /// whatever `dst` already held.
+    #[test]
+    fn frames_encoded_in_place_match_framed_encodings(
+        request in request(),
+        response in response(),
+        id in any::<u64>(),
+        before in proptest::collection::vec(any::<u8>(), 0..8),
+    ) {
+        let codec = FrameCodec::default();
+        let mut dst = BytesMut::from(&before[..]);
+        let n = put_request_frame(&codec, &mut dst, id, &request).expect("within the bound");
+        let m = put_response_frame(&codec, &mut dst, id, &response).expect("within the bound");
+        let mut expected = BytesMut::from(&before[..]);
+        let request_frame = encode_frame(&Frame { kind: FrameKind::Request, request_id: id, payload: encode_request(&request) });
+        let response_frame = encode_frame(&Frame { kind: FrameKind::Response, request_id: id, payload: encode_response(&response) });
+        prop_assert_eq!((n, m), (request_frame.len(), response_frame.len()));
+        expected.extend_from_slice(&request_frame);
+        expected.extend_from_slice(&response_frame);
+        prop_assert_eq!(dst, expected);
+    }
+
+    /// A frame over the bound is refused and leaves the buffer as it was.
+    #[test]
+    fn frames_over_the_bound_are_not_written(
+        request in request(),
+        before in proptest::collection::vec(any::<u8>(), 0..8),
+    ) {
+        let size = encode_frame(&Frame { kind: FrameKind::Request, request_id: 1, payload: encode_request(&request) }).len();
+        let codec = FrameCodec::new(size - 1);
+        let mut dst = BytesMut::from(&before[..]);
+        let refused = put_request_frame(&codec, &mut dst, 1, &request);
+        prop_assert!(matches!(refused, Err(WireError::FrameSize { .. })), "{:?}", refused);
+        prop_assert_eq!(&dst[..], &before[..]);
+    }
+
     /// Frames arriving in pieces of any size decode to the same frames.
     #[test]
     fn frames_survive_any_split(

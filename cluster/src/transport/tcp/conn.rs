@@ -1,44 +1,84 @@
 //! One established connection: the calls waiting on it, its reader and its writer.
 //!
-//! Owns [`Conn`] (the pending map from request id to the waiting caller, the outbox to the
-//! writer task) and the two tasks per connection: the reader turns frames into responses for
-//! waiting callers or spawns the handler for requests; the writer drains the outbox, batching
-//! every frame queued meanwhile into one write. A caller that gives up (deadline, dropped
-//! future) removes its entry, so a late response finds nobody and is ignored. Must never run a
-//! handler on the reader task (a slow handler would stall every call on the connection).
+//! Owns [`Conn`] (the pending map from request id to the waiting caller, the [`Outbox`] the
+//! writer drains) and the two tasks per connection. A call encodes its request straight into
+//! the outbox at its first poll, so a caller that stops waiting after its quorum leaves no
+//! work behind but a pending entry. The reader turns frames into responses for waiting
+//! callers, and runs the handler of each request it receives in a set of pending handlers it
+//! polls itself (each woken by its own waker), so a handler that has to wait (an fsync, a
+//! forwarded write, a full outbox) never holds up reading and costs no task of its own. The
+//! writer sends every frame queued since its last write in one write. A caller that gives up
+//! (deadline, dropped future) removes its entry, so a late response finds nobody and is
+//! ignored. Deadlines belong to the callers, never to the reader: a handler that blocks its
+//! thread delays this connection's frames, not a caller's timeout. However the reader ends
+//! (the peer, a protocol error, a panicking handler, the transport's shutdown) it closes the
+//! connection, failing every waiting call at once, and lets the handlers still pending finish
+//! in a task of their own.
 
 use std::collections::HashMap;
-use std::future::Future;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::FutureExt;
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use super::outbox::{Outbox, OutboxClosed, OUTBOX_CAP};
 use super::{Counters, Inner};
-use crate::rpc::{PeerResponse, RemoteFailure, RemoteFailureKind, Stamped};
+use crate::rpc::{PeerRequest, PeerResponse, RemoteFailure, RemoteFailureKind, Stamped};
 use crate::transport::{Handler, TransportError};
-use crate::wire::{self, Frame, FrameCodec, FrameKind, WireError, FRAME_HEADER_BYTES};
+use crate::wire::{self, Frame, FrameCodec, FrameKind, WireError};
 
-/// Frames queued for the writer before senders wait.
-const OUTBOX_FRAMES: usize = 1024;
-/// The writer stops adding queued frames to a batch past this many bytes.
-const BATCH_BYTES: usize = 256 * 1024;
 /// Spare room the reader keeps in its buffer before each read, so one `read(2)` takes every
 /// frame the socket holds (profiled: with only what the codec reserved, a replica paid two
 /// reads per 1 KiB write it received).
 const READ_ROOM: usize = 64 * 1024;
+/// Frames guessed at least this large are encoded before the outbox's lock is taken and
+/// copied in under it: encoding and checksumming a large batch or range in place would hold
+/// every other sender on the connection (and the writer) on that lock meanwhile.
+const ENCODE_APART_BYTES: usize = 64 * 1024;
+/// The writer's batch buffer is given back to the allocator after a write larger than this
+/// (a frame of many values), rather than kept for the life of the connection.
+const KEEP_BATCH_BYTES: usize = 1024 * 1024;
 
 type Reply = Result<Stamped<PeerResponse>, TransportError>;
+
+/// Callers waiting for a response, by request id. Ids are handed out in sequence by this
+/// node, so a multiplicative hash spreads them as well as SipHash does, for a fraction of its
+/// cost (profiled: SipHash was a tenth of a call's transport work).
+type Pending = HashMap<u64, oneshot::Sender<Reply>, BuildHasherDefault<IdHasher>>;
+
+/// Hashes a request id (Fibonacci hashing: the low bits of consecutive ids differ, and the
+/// high bits hashbrown keeps for its control bytes are mixed).
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed here; this keeps any other input correct, if slower.
+        for &byte in bytes {
+            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
 
 /// An established, handshaken connection to one peer.
 pub(super) struct Conn {
@@ -50,13 +90,20 @@ pub(super) struct Conn {
     pub(super) addr: SocketAddr,
     /// The node that dialed it, for settling simultaneous dials.
     pub(super) dialed_by: u32,
-    outbox: mpsc::Sender<Frame>,
+    codec: FrameCodec,
+    outbox: Outbox,
     /// Callers waiting for a response, by request id.
-    pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
+    pending: Mutex<Pending>,
     next_request: AtomicU64,
     /// Requests from the peer being handled now.
     handling: AtomicUsize,
-    closed: CancellationToken,
+    /// Set once by [`Conn::close`]: the connection's own record that it was closed, apart
+    /// from `cancel`, which the transport's shutdown cancels too (before anyone failed the
+    /// waiting calls).
+    closed: AtomicBool,
+    /// Cancelled by `close` and by the transport's shutdown (a child of its token): the
+    /// tasks stop on it.
+    cancel: CancellationToken,
 }
 
 impl Conn {
@@ -65,30 +112,32 @@ impl Conn {
         peer: u32,
         addr: SocketAddr,
         dialed_by: u32,
-        closed: CancellationToken,
-    ) -> (Arc<Self>, mpsc::Receiver<Frame>) {
-        let (outbox, rx) = mpsc::channel(OUTBOX_FRAMES);
-        let conn = Arc::new(Self {
+        codec: FrameCodec,
+        cancel: CancellationToken,
+    ) -> Arc<Self> {
+        Arc::new(Self {
             id,
             peer,
             addr,
             dialed_by,
-            outbox,
-            pending: Mutex::new(HashMap::new()),
+            codec,
+            outbox: Outbox::new(OUTBOX_CAP),
+            pending: Mutex::new(Pending::default()),
             next_request: AtomicU64::new(1),
             handling: AtomicUsize::new(0),
-            closed,
-        });
-        (conn, rx)
+            closed: AtomicBool::new(false),
+            cancel,
+        })
     }
 
+    /// Closed, or about to be: the transport is shutting down.
     pub(super) fn is_closed(&self) -> bool {
-        self.closed.is_cancelled()
+        self.closed.load(Ordering::SeqCst) || self.cancel.is_cancelled()
     }
 
-    /// Resolves once the connection is closed.
+    /// Resolves once the connection is closed or the transport shuts down.
     pub(super) async fn closed(&self) {
-        self.closed.cancelled().await;
+        self.cancel.cancelled().await;
     }
 
     /// No call waiting and no request being handled.
@@ -96,13 +145,14 @@ impl Conn {
         self.pending.lock().is_empty() && self.handling.load(Ordering::SeqCst) == 0
     }
 
-    /// Closes the connection (its tasks end and drop the socket) and fails every waiting call
-    /// with `error`. Closing twice does nothing.
+    /// Closes the connection (its tasks end and drop the socket, frames not yet written are
+    /// dropped) and fails every waiting call with `error`. Only the first close acts.
     pub(super) fn close(&self, error: TransportError) {
-        if self.closed.is_cancelled() {
+        if self.closed.swap(true, Ordering::SeqCst) {
             return;
         }
-        self.closed.cancel();
+        self.cancel.cancel();
+        self.outbox.close();
         let waiting: Vec<_> = self.pending.lock().drain().map(|(_, tx)| tx).collect();
         for tx in waiting {
             // The caller may have given up already.
@@ -117,45 +167,119 @@ impl Conn {
         }
     }
 
-    /// Sends an encoded request and waits for its response, with no deadline of its own: the
-    /// caller bounds it, and dropping this future removes the pending entry.
-    pub(super) async fn request(&self, payload: Bytes) -> Reply {
+    /// Sends `request` (encoded into the outbox at the first poll, unless the outbox is full)
+    /// and waits for its response, with no deadline of its own: the caller bounds it, and
+    /// dropping this future removes the pending entry.
+    pub(super) async fn request(&self, request: &Stamped<PeerRequest>) -> Reply {
         let id = self.next_request.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.pending.lock().insert(id, tx);
-        let _entry = PendingEntry { conn: self, id };
+        let mut entry = PendingEntry {
+            conn: self,
+            id,
+            removed: false,
+        };
         // `close` may have drained the map just before the insert.
         if self.is_closed() {
             return Err(self.broken());
         }
-        let frame = Frame {
-            kind: FrameKind::Request,
-            request_id: id,
-            payload,
+        let codec = self.codec;
+        let queued = self
+            .push_frame(wire::request_frame_size_hint(request), |buf| {
+                wire::put_request_frame(&codec, buf, id, request)
+            })
+            .await;
+        match queued {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(too_large(e, codec.max_frame_bytes())),
+            Err(_closed) => return Err(self.broken()),
+        }
+        let reply = rx.await;
+        // Whoever answered (the reader, or `close`) took the entry out to do so.
+        entry.removed = true;
+        reply.unwrap_or_else(|_| Err(self.broken()))
+    }
+
+    /// Queues the response to request `id`; one over the frame bound is replaced by a
+    /// refusal saying so. Nothing is sent on a closed connection (nobody is left to answer).
+    async fn respond(&self, id: u64, response: &Stamped<PeerResponse>) {
+        let codec = self.codec;
+        let queued = self
+            .push_frame(wire::response_frame_size_hint(response), |buf| {
+                wire::put_response_frame(&codec, buf, id, response)
+            })
+            .await;
+        let Ok(Err(e)) = queued else {
+            return;
         };
-        if self.outbox.send(frame).await.is_err() {
-            return Err(self.broken());
+        let limit = codec.max_frame_bytes();
+        warn!(peer = self.peer, error = %e, limit, "response over the frame bound refused");
+        let refused = refusal(format!(
+            "the response exceeds the frame bound ({limit} bytes): {e}"
+        ));
+        let queued = self
+            .outbox
+            .push(|buf| wire::put_response_frame(&codec, buf, id, &refused))
+            .await;
+        if let Ok(Err(e)) = queued {
+            warn!(peer = self.peer, error = %e, "refusal not sent");
         }
-        match rx.await {
-            Ok(reply) => reply,
-            Err(_) => Err(self.broken()),
+    }
+
+    /// Queues the frame `encode` appends (whole or not at all): in place when it is small,
+    /// else encoded apart first (see [`ENCODE_APART_BYTES`]).
+    async fn push_frame(
+        &self,
+        size_hint: usize,
+        encode: impl FnOnce(&mut BytesMut) -> Result<usize, WireError>,
+    ) -> Result<Result<usize, WireError>, OutboxClosed> {
+        if size_hint < ENCODE_APART_BYTES {
+            return self.outbox.push(encode).await;
         }
+        let mut frame = BytesMut::new();
+        if let Err(e) = encode(&mut frame) {
+            return Ok(Err(e));
+        }
+        self.outbox
+            .push(|buf| {
+                buf.extend_from_slice(&frame);
+                Ok(frame.len())
+            })
+            .await
     }
 
     fn take_pending(&self, id: u64) -> Option<oneshot::Sender<Reply>> {
         self.pending.lock().remove(&id)
     }
+
+    #[cfg(test)]
+    pub(super) fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+}
+
+/// The caller's error for a request its frame could not carry.
+fn too_large(error: WireError, limit: usize) -> TransportError {
+    let bytes = match error {
+        WireError::FrameSize { bytes, .. } => usize::try_from(bytes).unwrap_or(usize::MAX),
+        _ => limit.saturating_add(1),
+    };
+    TransportError::TooLarge { bytes, limit }
 }
 
 /// Removes a call's pending entry however the call ends (answered, timed out, dropped).
 struct PendingEntry<'a> {
     conn: &'a Conn,
     id: u64,
+    /// Already out of the map.
+    removed: bool,
 }
 
 impl Drop for PendingEntry<'_> {
     fn drop(&mut self) {
-        self.conn.pending.lock().remove(&self.id);
+        if !self.removed {
+            self.conn.pending.lock().remove(&self.id);
+        }
     }
 }
 
@@ -213,14 +337,8 @@ pub(super) fn spawn_tasks<H: Handler>(
     read_half: OwnedReadHalf,
     write_half: OwnedWriteHalf,
     buf: BytesMut,
-    outbox: mpsc::Receiver<Frame>,
 ) {
-    tokio::spawn(write_loop(
-        Arc::clone(&inner),
-        Arc::clone(&conn),
-        write_half,
-        outbox,
-    ));
+    tokio::spawn(write_loop(Arc::clone(&conn), write_half));
     tokio::spawn(async move {
         read_loop(&inner, &conn, read_half, buf).await;
         inner.forget(&conn);
@@ -234,71 +352,75 @@ async fn read_loop<H: Handler>(
     mut buf: BytesMut,
 ) {
     let mut codec = inner.codec;
-    let reason = loop {
-        let frame = tokio::select! {
-            _ = conn.closed() => return,
-            frame = read_frame(&mut reader, &mut codec, &mut buf) => frame,
-        };
-        match frame {
-            Ok(Some(frame)) => {
-                if let Err(reason) = dispatch(inner, conn, frame) {
+    // Requests whose handlers did not finish at their first poll, polled here whenever one of
+    // them is woken.
+    let mut handlers = FuturesUnordered::new();
+    // Made once: a fresh one per frame would register with the token each time.
+    let closed = conn.closed();
+    tokio::pin!(closed);
+    let error = loop {
+        tokio::select! {
+            biased;
+            _ = &mut closed => break TransportError::Closed,
+            // A handler that panics must not take the reader (and with it every call on this
+            // connection) down: the connection is closed with a reason instead, and its
+            // callers fail at once rather than at their deadlines.
+            served = AssertUnwindSafe(handlers.next()).catch_unwind(), if !handlers.is_empty() => {
+                if served.is_err() {
                     Counters::bump(&inner.counters.connection_failures);
-                    break reason;
+                    break dropped(conn, "a request handler panicked".to_owned());
                 }
             }
-            Ok(None) => {
-                debug!(
-                    peer = conn.peer,
-                    id = conn.id,
-                    "the peer closed the connection"
-                );
-                conn.close(conn.broken());
-                return;
-            }
-            Err(e) => {
-                if is_bad_frame(&e) {
-                    Counters::bump(&inner.counters.frames_dropped);
-                    Counters::bump(&inner.counters.connection_failures);
+            frame = read_frame(&mut reader, &mut codec, &mut buf) => match frame {
+                Ok(Some(frame)) if frame.kind == FrameKind::Request => {
+                    let handling = Handling::start(conn);
+                    handlers.push(serve(Arc::clone(inner), Arc::clone(conn), frame, handling));
                 }
-                break e.to_string();
-            }
+                Ok(Some(frame)) => {
+                    if let Err(reason) = dispatch(conn, frame) {
+                        Counters::bump(&inner.counters.connection_failures);
+                        break dropped(conn, reason);
+                    }
+                }
+                Ok(None) => {
+                    debug!(peer = conn.peer, id = conn.id, "the peer closed the connection");
+                    break conn.broken();
+                }
+                Err(e) => {
+                    if is_bad_frame(&e) {
+                        Counters::bump(&inner.counters.frames_dropped);
+                        Counters::bump(&inner.counters.connection_failures);
+                    }
+                    break dropped(conn, e.to_string());
+                }
+            },
         }
     };
-    warn!(peer = conn.peer, addr = %conn.addr, %reason, "dropping the connection");
-    conn.close(TransportError::Connection {
-        addr: conn.addr,
-        reason,
-    });
+    conn.close(error);
+    if !handlers.is_empty() {
+        // Handlers are not cancelled halfway (a replica write may be waiting for its flush
+        // group): they finish on their own, and their responses go nowhere.
+        tokio::spawn(async move {
+            while let Ok(Some(())) | Err(_) = AssertUnwindSafe(handlers.next()).catch_unwind().await
+            {
+            }
+        });
+    }
 }
 
-/// Acts on one frame from the peer. An error is a protocol violation that ends the connection.
-fn dispatch<H: Handler>(
-    inner: &Arc<Inner<H>>,
-    conn: &Arc<Conn>,
-    frame: Frame,
-) -> Result<(), String> {
+/// Logs why the connection is dropped and returns the error its callers get.
+fn dropped(conn: &Conn, reason: String) -> TransportError {
+    warn!(peer = conn.peer, addr = %conn.addr, %reason, "dropping the connection");
+    TransportError::Connection {
+        addr: conn.addr,
+        reason,
+    }
+}
+
+/// Acts on one frame from the peer other than a request. An error is a protocol violation
+/// that ends the connection.
+fn dispatch(conn: &Conn, frame: Frame) -> Result<(), String> {
     match frame.kind {
-        FrameKind::Request => {
-            // Most requests (a point read, a write without fsync) finish at their first poll:
-            // serving them here saves a task and a wake-up each. One that has to wait (an
-            // fsync off the runtime, a forwarded write, a full outbox) continues in a task of
-            // its own, so it never holds up this connection's reading; the task polls it again
-            // with a real waker.
-            let handling = Handling::start(conn);
-            let mut task = Box::pin(serve(Arc::clone(inner), Arc::clone(conn), frame, handling));
-            let mut cx = Context::from_waker(Waker::noop());
-            // A handler that panics must not take the reader task (and with it every call on
-            // this connection) down: the connection is closed with a reason instead, and its
-            // callers fail at once rather than at their deadlines.
-            match std::panic::catch_unwind(AssertUnwindSafe(|| task.as_mut().poll(&mut cx))) {
-                Ok(Poll::Pending) => {
-                    tokio::spawn(task);
-                    Ok(())
-                }
-                Ok(Poll::Ready(())) => Ok(()),
-                Err(_) => Err("a request handler panicked".to_owned()),
-            }
-        }
         FrameKind::Response => {
             let Some(tx) = conn.take_pending(frame.request_id) else {
                 debug!(
@@ -320,6 +442,7 @@ fn dispatch<H: Handler>(
             Ok(())
         }
         FrameKind::Handshake => Err("a second handshake on an established connection".to_owned()),
+        FrameKind::Request => Err("a request reached the response path".to_owned()),
     }
 }
 
@@ -354,27 +477,7 @@ async fn serve<H: Handler>(
             refusal(format!("undecodable request: {e}"))
         }
     };
-    let mut payload = wire::encode_response(&response);
-    let limit = inner.codec.max_frame_bytes();
-    if FRAME_HEADER_BYTES + payload.len() > limit {
-        warn!(
-            peer = conn.peer,
-            bytes = payload.len(),
-            limit,
-            "response over the frame bound refused"
-        );
-        payload = wire::encode_response(&refusal(format!(
-            "the response ({} bytes) exceeds the frame bound ({limit} bytes)",
-            payload.len()
-        )));
-    }
-    let frame = Frame {
-        kind: FrameKind::Response,
-        request_id: frame.request_id,
-        payload,
-    };
-    // A closed connection has nobody left to answer.
-    let _ = conn.outbox.send(frame).await;
+    conn.respond(frame.request_id, &response).await;
 }
 
 fn refusal(message: String) -> Stamped<PeerResponse> {
@@ -387,36 +490,23 @@ fn refusal(message: String) -> Stamped<PeerResponse> {
     }
 }
 
-async fn write_loop<H: Handler>(
-    inner: Arc<Inner<H>>,
-    conn: Arc<Conn>,
-    mut writer: OwnedWriteHalf,
-    mut outbox: mpsc::Receiver<Frame>,
-) {
-    let codec = inner.codec;
-    let mut buf = BytesMut::with_capacity(64 * 1024);
-    loop {
-        let first = tokio::select! {
-            _ = conn.closed() => break,
-            frame = outbox.recv() => match frame {
-                Some(frame) => frame,
-                None => break,
-            },
-        };
-        encode_into(&codec, &conn, &first, &mut buf);
+async fn write_loop(conn: Arc<Conn>, mut writer: OwnedWriteHalf) {
+    let mut batch = BytesMut::with_capacity(64 * 1024);
+    let closed = conn.closed();
+    tokio::pin!(closed);
+    // `close` closes the outbox, which ends this loop.
+    while conn.outbox.ready().await {
         // Let every task that is ready (connections, replicas finishing a flush group) queue
         // its frames first, so they leave in one write: woken by the first frame, the writer
         // would otherwise run next and send each frame with a system call of its own.
         tokio::task::yield_now().await;
-        while buf.len() < BATCH_BYTES {
-            match outbox.try_recv() {
-                Ok(frame) => encode_into(&codec, &conn, &frame, &mut buf),
-                Err(_) => break,
-            }
+        conn.outbox.take(&mut batch);
+        if batch.is_empty() {
+            continue;
         }
         let written = tokio::select! {
-            _ = conn.closed() => break,
-            written = writer.write_all(&buf) => written,
+            _ = &mut closed => break,
+            written = writer.write_all(&batch) => written,
         };
         if let Err(e) = written {
             warn!(peer = conn.peer, addr = %conn.addr, error = %e, "write failed, dropping the connection");
@@ -426,15 +516,12 @@ async fn write_loop<H: Handler>(
             });
             break;
         }
-        buf.clear();
+        if batch.capacity() > KEEP_BATCH_BYTES {
+            batch = BytesMut::with_capacity(64 * 1024);
+        } else {
+            batch.clear();
+        }
     }
     // Best effort: the peer sees a clean end of stream rather than a reset.
     let _ = writer.shutdown().await;
-}
-
-fn encode_into(codec: &FrameCodec, conn: &Conn, frame: &Frame, buf: &mut BytesMut) {
-    // Callers check the bound before queueing, so this only guards against a bug.
-    if let Err(e) = codec.encode_ref(frame, buf) {
-        warn!(peer = conn.peer, error = %e, "frame not sent");
-    }
 }

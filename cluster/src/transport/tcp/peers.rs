@@ -150,7 +150,14 @@ mod tests {
 
     fn conn(id: u64, peer: u32, dialed_by: u32) -> Arc<Conn> {
         let addr = SocketAddr::from(([127, 0, 0, 1], 1));
-        Conn::new(id, peer, addr, dialed_by, CancellationToken::new()).0
+        Conn::new(
+            id,
+            peer,
+            addr,
+            dialed_by,
+            crate::wire::FrameCodec::default(),
+            CancellationToken::new(),
+        )
     }
 
     fn ids(outcome: (Arc<Conn>, Option<Arc<Conn>>)) -> (u64, Option<u64>) {

@@ -18,6 +18,12 @@ const SLOW_SLOT: u16 = u16::MAX - 1;
 const SLOW: Duration = Duration::from_millis(400);
 /// A slot number that makes [`Echo`] panic at once (a handler bug).
 const PANIC_SLOT: u16 = u16::MAX - 2;
+/// A slot number that makes [`Echo`] block its thread until [`Echo::gate`] is free (a
+/// handler that blocks instead of awaiting).
+const BLOCK_SLOT: u16 = u16::MAX - 3;
+/// A slot number that makes [`Echo`] yield to the runtime a few times before answering (as a
+/// flush group's leader does to let other writers join).
+const YIELD_SLOT: u16 = u16::MAX - 4;
 const LONG: Duration = Duration::from_secs(10);
 
 /// Answers `CountSlots` with `Counts([its node, the sender, the request's hlc])`, after a
@@ -25,6 +31,17 @@ const LONG: Duration = Duration::from_secs(10);
 struct Echo {
     node: u32,
     seen: AtomicU64,
+    gate: parking_lot::Mutex<()>,
+}
+
+impl Echo {
+    fn new(node: u32) -> Self {
+        Self {
+            node,
+            seen: AtomicU64::new(0),
+            gate: parking_lot::Mutex::new(()),
+        }
+    }
 }
 
 impl Handler for Echo {
@@ -37,6 +54,12 @@ impl Handler for Echo {
         match slot {
             NEVER => std::future::pending::<()>().await,
             PANIC_SLOT => panic!("a handler bug"),
+            BLOCK_SLOT => drop(self.gate.lock()),
+            YIELD_SLOT => {
+                for _ in 0..3 {
+                    tokio::task::yield_now().await;
+                }
+            }
             SLOW_SLOT => tokio::time::sleep(SLOW).await,
             n => tokio::time::sleep(Duration::from_millis(u64::from(n % 5))).await,
         }
@@ -57,10 +80,7 @@ fn config(node: u32, listen: SocketAddr) -> TcpConfig {
 }
 
 async fn node_at(node: u32, listen: SocketAddr) -> (TcpTransport<Echo>, Arc<Echo>) {
-    let echo = Arc::new(Echo {
-        node,
-        seen: AtomicU64::new(0),
-    });
+    let echo = Arc::new(Echo::new(node));
     let transport = TcpTransport::bind(config(node, listen), Arc::clone(&echo))
         .await
         .expect("bind loopback");
@@ -118,10 +138,7 @@ async fn calls_go_both_ways_over_one_connection() {
 async fn serves_on_a_listener_bound_by_the_caller() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let echo = Arc::new(Echo {
-        node: 2,
-        seen: AtomicU64::new(0),
-    });
+    let echo = Arc::new(Echo::new(2));
     let b = TcpTransport::with_listener(config(2, addr), listener, echo).expect("serve");
     assert_eq!(b.local_addr(), addr);
     let (a, _) = node(1).await;
@@ -159,6 +176,32 @@ async fn concurrent_calls_are_multiplexed() {
     assert_eq!(echo.seen.load(Ordering::SeqCst), 200);
     assert_eq!(a.stats().connections_open, 1);
     assert_eq!(a.stats().calls, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_that_yield_are_all_served_amid_others() {
+    let (a, _) = node(1).await;
+    let (b, echo) = node(2).await;
+    let target = peer(2, &b);
+    let calls: Vec<_> = (0..500u64)
+        .map(|i| {
+            let a = a.clone();
+            let slot = if i % 2 == 0 { YIELD_SLOT } else { 0 };
+            tokio::spawn(async move { (i, a.call(target, ask(i, slot), LONG).await) })
+        })
+        .collect();
+    for call in calls {
+        let (i, reply) = call.await.expect("task");
+        assert_eq!(
+            reply.expect("answered").body,
+            PeerResponse::Counts(vec![2, 1, i])
+        );
+    }
+    assert_eq!(echo.seen.load(Ordering::SeqCst), 500);
+    assert_eq!(
+        b.inner.conns.lock().values().next().map(|c| c.is_idle()),
+        Some(true)
+    );
 }
 
 #[tokio::test]
@@ -228,10 +271,7 @@ async fn a_late_response_is_ignored() {
 
 #[tokio::test]
 async fn a_request_over_the_bound_is_refused() {
-    let echo = Arc::new(Echo {
-        node: 1,
-        seen: AtomicU64::new(0),
-    });
+    let echo = Arc::new(Echo::new(1));
     let mut small = config(1, SocketAddr::from(([127, 0, 0, 1], 0)));
     small.max_frame_bytes = 1024;
     let a = TcpTransport::bind(small, echo).await.expect("bind");
@@ -458,4 +498,183 @@ async fn shutdown_fails_pending_calls_with_closed() {
     assert_eq!(a.stats().connections_open, 0);
     // The peer notices and forgets the connection too.
     assert!(eventually(|| b.stats().connections_open == 0).await);
+}
+
+#[tokio::test]
+async fn a_pending_handler_does_not_block_other_requests_on_its_connection() {
+    let (a, _) = node(1).await;
+    let (b, echo) = node(2).await;
+    let target = peer(2, &b);
+    let caller = a.clone();
+    let stuck = tokio::spawn(async move { caller.call(target, ask(1, NEVER), LONG).await });
+    assert!(eventually(|| echo.seen.load(Ordering::SeqCst) == 1).await);
+    for hlc in 2..12 {
+        let reply = a.call(target, ask(hlc, 0), LONG).await.expect("served");
+        assert_eq!(reply.body, PeerResponse::Counts(vec![2, 1, hlc]));
+    }
+    assert!(
+        !stuck.is_finished(),
+        "the first request's handler never finishes"
+    );
+    assert_eq!(b.stats().connections_open, 1);
+    assert_eq!(
+        b.inner.conns.lock().values().next().map(|c| c.is_idle()),
+        Some(false)
+    );
+    stuck.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// Held across the calls on purpose: the lock is what blocks the handler's thread.
+#[allow(clippy::await_holding_lock)]
+async fn a_callers_deadline_fires_while_a_handler_blocks_the_reader() {
+    let (a, _) = node(1).await;
+    let (b, echo) = node(2).await;
+    let target = peer(2, &b);
+    a.call(target, ask(1, 0), LONG).await.expect("connected");
+    let timeout = Duration::from_millis(100);
+    {
+        // The handler blocks b's reader thread until this guard goes: no frame on the
+        // connection is read, yet both callers hear of their deadline.
+        let _gate = echo.gate.lock();
+        let blocked = a.call(target, ask(2, BLOCK_SLOT), timeout).await;
+        assert_eq!(blocked, Err(TransportError::Timeout(timeout)));
+        let behind = a.call(target, ask(3, 0), timeout).await;
+        assert_eq!(behind, Err(TransportError::Timeout(timeout)));
+    }
+    let reply = a.call(target, ask(4, 0), LONG).await.expect("served again");
+    assert_eq!(reply.body, PeerResponse::Counts(vec![2, 1, 4]));
+    assert_eq!(a.stats().timeouts, 2);
+}
+
+/// The connection `transport` uses to `peer`, opened if need be.
+async fn conn_to(transport: &TcpTransport<Echo>, peer: Peer) -> Arc<conn::Conn> {
+    transport
+        .inner
+        .connection(peer, Instant::now() + LONG)
+        .await
+        .expect("connected")
+}
+
+#[tokio::test]
+async fn closing_a_connection_fails_its_pending_calls_with_the_first_reason() {
+    let (a, _) = node(1).await;
+    let (b, echo) = node(2).await;
+    let target = peer(2, &b);
+    let caller = a.clone();
+    let call = tokio::spawn(async move { caller.call(target, ask(1, NEVER), LONG).await });
+    assert!(eventually(|| echo.seen.load(Ordering::SeqCst) == 1).await);
+    let conn = conn_to(&a, target).await;
+    let first = TransportError::Connection {
+        addr: target.addr,
+        reason: "first".to_owned(),
+    };
+    conn.close(first.clone());
+    conn.close(TransportError::Closed);
+    assert_eq!(call.await.expect("task"), Err(first));
+    assert!(conn.is_closed());
+    let reply = a
+        .call(target, ask(2, 0), LONG)
+        .await
+        .expect("a new connection");
+    assert_eq!(reply.body, PeerResponse::Counts(vec![2, 1, 2]));
+}
+
+#[tokio::test]
+async fn the_transports_cancellation_fails_pending_calls_at_once() {
+    let (a, _) = node(1).await;
+    let (b, echo) = node(2).await;
+    let target = peer(2, &b);
+    let caller = a.clone();
+    let call = tokio::spawn(async move { caller.call(target, ask(1, NEVER), LONG).await });
+    assert!(eventually(|| echo.seen.load(Ordering::SeqCst) == 1).await);
+    // What the last handle's drop does: no `shutdown` closing each connection first.
+    a.inner.stop.cancel();
+    let outcome = tokio::time::timeout(LONG / 2, call)
+        .await
+        .expect("failed before its deadline");
+    assert_eq!(outcome.expect("task"), Err(TransportError::Closed));
+    assert!(eventually(|| a.stats().connections_open == 0).await);
+}
+
+/// Accepts one connection as node 99, answers its handshake, then reads nothing until `go`
+/// fires; from then on reports the request id of every frame it reads.
+async fn silent_peer(
+    listener: TcpListener,
+    go: tokio::sync::oneshot::Receiver<()>,
+    ids: tokio::sync::mpsc::UnboundedSender<u64>,
+) {
+    let (mut raw, _) = listener.accept().await.expect("accept");
+    let mut codec = FrameCodec::default();
+    let mut buf = BytesMut::new();
+    let hello = read_frame(&mut raw, &mut codec, &mut buf)
+        .await
+        .expect("handshake")
+        .expect("a frame");
+    assert_eq!(hello.handshake_node().expect("a handshake"), 1);
+    write_frame(&mut raw, &codec, &Frame::handshake(99))
+        .await
+        .expect("send handshake");
+    let _ = go.await;
+    while let Ok(Some(frame)) = read_frame(&mut raw, &mut codec, &mut buf).await {
+        if ids.send(frame.request_id).is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_full_outbox_makes_a_caller_wait_then_its_request_goes_in_order() {
+    use std::future::Future;
+    use std::task::{Context, Waker};
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let target = Peer {
+        number: 99,
+        addr: listener.local_addr().expect("addr"),
+    };
+    let (go, started) = tokio::sync::oneshot::channel();
+    let (ids_tx, mut ids) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(silent_peer(listener, started, ids_tx));
+    let (a, _) = node(1).await;
+    let conn = conn_to(&a, target).await;
+    let big = Stamped {
+        hlc: 1,
+        body: PeerRequest::Read {
+            keys: vec![(1, Bytes::from(vec![0u8; 1 << 20]))],
+        },
+    };
+    // Polled by hand on this task, so the writer does not run until we yield: requests are
+    // queued until the outbox is over its cap, and the next caller has to wait.
+    let mut calls = Vec::new();
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        assert!(calls.len() < 16, "the outbox never filled");
+        let before = conn.outbox().buffered();
+        let mut call = Box::pin(conn.request(&big));
+        assert!(call.as_mut().poll(&mut cx).is_pending());
+        calls.push(call);
+        if conn.outbox().buffered() == before {
+            break;
+        }
+    }
+    let queued = calls.len() - 1;
+    assert!(queued >= 1 && conn.outbox().buffered() >= outbox::OUTBOX_CAP);
+    // The peer starts reading: the writer empties the outbox and lets the waiting call in,
+    // and every request arrives, in the order they were made.
+    let _ = go.send(());
+    let expected: Vec<u64> = (1..=calls.len() as u64).collect();
+    let received = async {
+        let mut seen = Vec::new();
+        while seen.len() < expected.len() {
+            seen.push(ids.recv().await.expect("the peer reads on"));
+        }
+        seen
+    };
+    let pending = futures_util::future::join_all(calls);
+    let seen = tokio::select! {
+        seen = received => seen,
+        _ = pending => panic!("nobody answers these calls"),
+    };
+    assert_eq!(seen, expected);
 }
