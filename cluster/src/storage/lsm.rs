@@ -77,6 +77,15 @@ impl Storage for Db {
     type Iter = LsmIter;
 
     fn get(&self, slot: u16, key: &[u8]) -> Result<Option<Record>, ClusterError> {
+        // The engine key of a lookup lives only for the call: on the stack when it fits.
+        const INLINE: usize = 128;
+        let len = key::PREFIX_LEN + key.len();
+        if len <= INLINE {
+            let mut buf = [0u8; INLINE];
+            buf[..key::PREFIX_LEN].copy_from_slice(&slot.to_be_bytes());
+            buf[key::PREFIX_LEN..len].copy_from_slice(key);
+            return Ok(self.get_record(&buf[..len])?);
+        }
         Ok(self.get_record(&key::encode(slot, key))?)
     }
 
