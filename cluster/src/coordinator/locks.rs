@@ -5,10 +5,13 @@
 //! these are async mutexes held across those `.await`s; they are the only locks that may be.
 //! Must never be taken by replica-side code: replicas resolve by version, not by locking.
 
+mod stripe;
+
 use std::future::Future;
 
-use tokio::sync::{Mutex, MutexGuard};
 use xxhash_rust::xxh3::xxh3_64;
+
+use self::stripe::{Stripe, StripeGuard};
 
 /// Number of stripes: enough that unrelated keys rarely share one. At 1024 a 10-key `MSET`
 /// waited on a stripe held for another key in about 30% of its lock takes.
@@ -16,7 +19,7 @@ pub const STRIPES: usize = 16384;
 
 /// A fixed array of async mutexes, one per hash stripe of the key space.
 pub struct KeyLocks {
-    stripes: Box<[Mutex<()>]>,
+    stripes: Box<[Stripe]>,
 }
 
 /// The stripes held for one write; released on drop.
@@ -56,8 +59,8 @@ impl Stripes {
 /// The guards of a [`Stripes`].
 enum Guards<'a> {
     None,
-    One { _guard: MutexGuard<'a, ()> },
-    Many { _guards: Vec<MutexGuard<'a, ()>> },
+    One { _guard: StripeGuard<'a> },
+    Many { _guards: Vec<StripeGuard<'a>> },
 }
 
 impl KeyGuards<'_> {
@@ -75,7 +78,7 @@ impl KeyLocks {
     /// [`STRIPES`] unlocked stripes.
     pub fn new() -> Self {
         Self {
-            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            stripes: (0..STRIPES).map(|_| Stripe::default()).collect(),
         }
     }
 
@@ -111,13 +114,13 @@ impl KeyLocks {
         }
     }
 
-    /// Stripe `i`, without queueing when it is free. `try_lock` fails while others wait
-    /// (tokio hands a released permit to the first waiter), so it never jumps the queue.
-    async fn take(&self, i: usize) -> MutexGuard<'_, ()> {
+    /// Stripe `i`, without queueing when it is free. `try_lock` fails while others wait (a
+    /// release hands the stripe to the first waiter), so it never jumps the queue.
+    async fn take(&self, i: usize) -> StripeGuard<'_> {
         let stripe = &self.stripes[i];
         match stripe.try_lock() {
-            Ok(guard) => guard,
-            Err(_) => stripe.lock().await,
+            Some(guard) => guard,
+            None => stripe.lock().await,
         }
     }
 }
