@@ -81,6 +81,30 @@ impl Hlc {
         }
     }
 
+    /// `n` fresh timestamps from one clock read: the first is returned and the others are the
+    /// `n - 1` after it, all above every earlier timestamp and below every later one, as `n`
+    /// calls of [`Hlc::now`] would give (a multi-key write versions its keys in order). Near
+    /// the top of the range they saturate at `u64::MAX` rather than wrap to 0, as
+    /// [`Hlc::now`] does. `n` 0 reserves nothing and returns what [`Hlc::now`] would.
+    pub fn reserve(&self, n: u64) -> u64 {
+        let wall = self.clock.now_ms().saturating_mul(1 << LOGICAL_BITS);
+        let mut last = self.last.load(Ordering::Acquire);
+        loop {
+            let first = wall.max(last.saturating_add(1));
+            let end = first.saturating_add(n.saturating_sub(1));
+            if n == 0 {
+                return first;
+            }
+            match self
+                .last
+                .compare_exchange_weak(last, end, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return first,
+                Err(current) => last = current,
+            }
+        }
+    }
+
     /// A fresh [`Version`]: [`Hlc::now`] with this node's number.
     pub fn next_version(&self) -> Version {
         Version::new(self.now(), self.node)
@@ -172,6 +196,37 @@ mod tests {
             last = t;
         }
         assert_eq!(last >> LOGICAL_BITS, 2);
+    }
+
+    #[test]
+    fn reserve_hands_out_a_block_like_repeated_now() {
+        let (clock, hlc) = hlc_at(1_000);
+        let a = hlc.now();
+        let first = hlc.reserve(5);
+        assert_eq!(first, a + 1);
+        assert_eq!(hlc.current(), first + 4);
+        assert_eq!(hlc.now(), first + 5);
+        // A later millisecond starts the block at the wall clock.
+        clock.set(2_000);
+        let first = hlc.reserve(3);
+        assert_eq!(first, 2_000 << LOGICAL_BITS);
+        assert_eq!(hlc.current(), first + 2);
+        // Nothing reserved: the clock does not move.
+        let t = hlc.current();
+        assert_eq!(hlc.reserve(0), t + 1);
+        assert_eq!(hlc.current(), t);
+    }
+
+    #[test]
+    fn reserve_saturates_at_the_top_instead_of_wrapping() {
+        let (_, hlc) = hlc_at(1_000);
+        hlc.observe(u64::MAX - 2);
+        let first = hlc.reserve(10);
+        assert_eq!(first, u64::MAX - 1);
+        assert_eq!(hlc.current(), u64::MAX);
+        assert_eq!(hlc.reserve(4), u64::MAX);
+        assert_eq!(hlc.current(), u64::MAX);
+        assert_eq!(hlc.now(), u64::MAX);
     }
 
     #[test]

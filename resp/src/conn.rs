@@ -33,6 +33,11 @@ use crate::server::{stats, ClientDetails, ClientHandle, CloseRequest, ServerStat
 /// Bytes the read buffer is grown by when it runs low; one read takes at most this much.
 const READ_CHUNK_BYTES: usize = 16 * 1024;
 
+/// Most room a read is given for the size of the previous request: a client that once sent a
+/// 10 MiB value does not make every later read reserve 10 MiB (the parser still takes a large
+/// request in as many reads as it needs).
+const MAX_READ_ROOM_BYTES: usize = 1024 * 1024;
+
 /// Replies are sent early, before the rest of a read's requests run, once this many bytes are
 /// waiting: a client pipelining thousands of large GETs gets them in pieces instead of the node
 /// holding all of them in memory.
@@ -133,6 +138,11 @@ pub(crate) struct Connection<C: Cluster> {
     socket: TcpStream,
     decoder: RequestDecoder,
     input: BytesMut,
+    /// Bytes the decoder has consumed of the request it is in the middle of.
+    partial_request_bytes: usize,
+    /// Size of the last complete request: each read gets at least this much room, so a run of
+    /// large requests (a pipelined 10 KiB `MSET`) takes one read per request, not 1.34.
+    last_request_bytes: usize,
     output: BytesMut,
     state: ConnState,
     server: Arc<ServerState>,
@@ -175,6 +185,8 @@ impl<C: Cluster> Connection<C> {
             socket,
             decoder: RequestDecoder::new(server.config.parser_limits),
             input: BytesMut::with_capacity(READ_CHUNK_BYTES),
+            partial_request_bytes: 0,
+            last_request_bytes: 0,
             output: BytesMut::with_capacity(READ_CHUNK_BYTES),
             state,
             server,
@@ -209,8 +221,9 @@ impl<C: Cluster> Connection<C> {
             if let Some(reason) = client.close_requested() {
                 return reason.into();
             }
-            if self.input.capacity() - self.input.len() < READ_CHUNK_BYTES / 4 {
-                self.input.reserve(READ_CHUNK_BYTES);
+            let room = self.last_request_bytes.min(MAX_READ_ROOM_BYTES);
+            if self.input.capacity() - self.input.len() < room.max(READ_CHUNK_BYTES / 4) {
+                self.input.reserve(room.max(READ_CHUNK_BYTES));
             }
             let timeout_secs = self.server.timeout_secs();
             let read = read_some(&mut self.socket, &mut self.input, timeout_secs);
@@ -235,8 +248,13 @@ impl<C: Cluster> Connection<C> {
         loop {
             self.decoder
                 .set_auth_required(self.server.auth_required() && !self.state.authenticated);
-            match self.decoder.decode(&mut self.input) {
+            let buffered = self.input.len();
+            let decoded = self.decoder.decode(&mut self.input);
+            // The decoder only ever takes bytes from the front of the buffer.
+            self.partial_request_bytes += buffered.saturating_sub(self.input.len());
+            match decoded {
                 Ok(Some(request)) => {
+                    self.last_request_bytes = std::mem::take(&mut self.partial_request_bytes);
                     let reply = self.answer(&request.args, &mut clock).await;
                     self.decoder.recycle(request.args);
                     reply.encode(self.state.protocol(), &mut self.output);

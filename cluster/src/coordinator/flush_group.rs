@@ -10,10 +10,12 @@
 //! let a writer return before a flush that started after its write, and never leave a group
 //! without its flush (a leader whose request is cancelled flushes as it is dropped).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 
 use parking_lot::Mutex;
-use tokio::sync::watch;
 
 use crate::error::ClusterError;
 use crate::storage::Storage;
@@ -24,10 +26,67 @@ pub(crate) struct FlushGroups {
     open: Mutex<Option<Arc<Group>>>,
 }
 
-/// One flush and the writers waiting for it.
+/// One flush and the writers waiting for it. A plain mutex and a list of wakers: a group is
+/// told its outcome exactly once, which is all a `watch` channel did here, at several times
+/// the instructions per writer.
+#[derive(Default)]
 struct Group {
+    state: Mutex<GroupState>,
+}
+
+#[derive(Default)]
+struct GroupState {
     /// `None` until the flush ran; then its outcome (the failure's text: every member gets it).
-    done: watch::Sender<Option<Result<(), String>>>,
+    outcome: Option<Result<(), String>>,
+    /// Members waiting for the outcome. A member that gives up leaves its waker behind: waking
+    /// a task that no longer waits is harmless, and the group is dropped after its flush.
+    waiters: Vec<Waker>,
+}
+
+impl Group {
+    /// Records the outcome and wakes every member.
+    fn finish(&self, outcome: Result<(), String>) {
+        let waiters = {
+            let mut state = self.state.lock();
+            state.outcome = Some(outcome);
+            std::mem::take(&mut state.waiters)
+        };
+        for waker in waiters {
+            waker.wake();
+        }
+    }
+}
+
+/// A member's wait for its group's outcome.
+struct Outcome<'a> {
+    group: &'a Group,
+    /// Where this member's waker sits in the group's list, once it is there.
+    waiter: Option<usize>,
+}
+
+impl Future for Outcome<'_> {
+    type Output = Result<(), String>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.group.state.lock();
+        if let Some(outcome) = &state.outcome {
+            return Poll::Ready(outcome.clone());
+        }
+        match self.waiter {
+            Some(i) => {
+                if let Some(waker) = state.waiters.get_mut(i) {
+                    waker.clone_from(cx.waker());
+                }
+            }
+            None => {
+                state.waiters.push(cx.waker().clone());
+                let i = state.waiters.len() - 1;
+                drop(state);
+                self.waiter = Some(i);
+            }
+        }
+        Poll::Pending
+    }
 }
 
 impl FlushGroups {
@@ -42,9 +101,7 @@ impl FlushGroups {
             match &*open {
                 Some(group) => (Arc::clone(group), false),
                 None => {
-                    let group = Arc::new(Group {
-                        done: watch::channel(None).0,
-                    });
+                    let group = Arc::new(Group::default());
                     *open = Some(Arc::clone(&group));
                     (group, true)
                 }
@@ -60,18 +117,13 @@ impl FlushGroups {
             tokio::task::yield_now().await;
             return turn.finish();
         }
-        let mut done = group.done.subscribe();
-        let outcome = match done.wait_for(Option::is_some).await {
-            Ok(outcome) => outcome.clone(),
-            // The leader's guard always reports before the sender can go away.
-            Err(_) => Some(Err("the flush group ended without a flush".to_string())),
-        };
-        match outcome {
-            Some(Err(reason)) => Err(ClusterError::Storage(ringkv_lsm::Error::Poisoned {
-                reason,
-            })),
-            _ => Ok(()),
+        // The leader (or its guard, if its request is dropped) always reports the outcome.
+        let outcome = Outcome {
+            group: &group,
+            waiter: None,
         }
+        .await;
+        outcome.map_err(|reason| ClusterError::Storage(ringkv_lsm::Error::Poisoned { reason }))
     }
 }
 
@@ -96,7 +148,7 @@ impl<S: Storage> LeaderTurn<'_, S> {
         // After the close: a writer that joined this group wrote before it joined.
         let result = self.storage.flush_writes();
         let outcome = result.as_ref().map(|_| ()).map_err(ToString::to_string);
-        self.group.done.send_replace(Some(outcome));
+        self.group.finish(outcome);
         result
     }
 }

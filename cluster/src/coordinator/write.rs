@@ -48,19 +48,26 @@ impl<S: Storage, T: Transport> Shared<S, T> {
         }
         let state = self.ring_state();
         let n = writes.len();
+        // Each key's slot is hashed once, here; locking, grouping and the engine key reuse it.
+        // The versions are filled in under the locks.
+        let mut records: Vec<SlotRecord> = writes
+            .into_iter()
+            .map(|w| SlotRecord {
+                slot: key_slot(&w.key),
+                key: w.key,
+                record: unversioned(w.value, w.expire_at_ms),
+            })
+            .collect();
         // Held so a conditional write led here is wholly before or after this one. Only keys
         // whose slot this node leads: others' conditional writes run on their leaders, which
         // these locks do not reach, so locking them would only serialise unrelated writes
         // across a replication round trip.
-        let led_here = writes
+        let led_here = records
             .iter()
-            .map(|w| w.key.as_ref())
-            .filter(|key| leads(&state, key_slot(key)));
+            .filter(|r| leads(&state, r.slot))
+            .map(|r| r.key.as_ref());
         let _guards = self.locks.lock(led_here).await;
-        let records = writes
-            .into_iter()
-            .map(|w| self.versioned(key_slot(&w.key), w.key, w.value, w.expire_at_ms))
-            .collect();
+        self.version_in_order(&mut records);
         self.apply_records(&state, records, consistency.write)
             .await?;
         Ok(Response::Written(vec![true; n]))
@@ -166,6 +173,17 @@ impl<S: Storage, T: Transport> Shared<S, T> {
         Ok(flags)
     }
 
+    /// Gives `records` fresh versions, increasing in their order, from one clock read.
+    fn version_in_order(&self, records: &mut [SlotRecord]) {
+        let hlc = &self.inner.hlc;
+        let first = hlc.reserve(records.len() as u64);
+        let mut ts = first;
+        for r in records {
+            r.record.version = Version::new(ts, hlc.node());
+            ts = ts.saturating_add(1);
+        }
+    }
+
     /// A record of `key` with a fresh version: the value, or a tombstone for `None`.
     fn versioned(
         &self,
@@ -256,6 +274,15 @@ impl<S: Storage, T: Transport> Shared<S, T> {
         )
         .await
         .map(|_| ())
+    }
+}
+
+/// The record of a write before it has a version: the value, or a tombstone for `None`.
+fn unversioned(value: Option<Bytes>, expire_at_ms: u64) -> Record {
+    let version = Version::new(0, 0);
+    match value {
+        Some(value) => Record::expiring(version, value, expire_at_ms),
+        None => Record::tombstone(version),
     }
 }
 

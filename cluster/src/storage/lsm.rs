@@ -5,7 +5,7 @@
 
 use std::ops::Bound;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use ringkv_lsm::{Db, DbIter, ReadMode, Record, Stats, WriteBatch};
 
 use crate::error::ClusterError;
@@ -51,8 +51,24 @@ fn engine_bound<'b>(bound: Bound<SlotKey<'_>>, buf: &'b mut Vec<u8>) -> Bound<&'
 /// `records` as one engine batch under their slot-prefixed keys.
 fn engine_batch(records: Vec<SlotRecord>) -> WriteBatch {
     let mut batch = WriteBatch::new();
+    if let [_] = records.as_slice() {
+        for r in records {
+            batch.put(key::encode(r.slot, &r.key), r.record);
+        }
+        return batch;
+    }
+    // Every engine key is a slice of one buffer: one allocation (and one shared count) for
+    // the batch instead of one per key. The keys live and die together in the memtable.
+    let total = records.iter().map(|r| key::PREFIX_LEN + r.key.len()).sum();
+    let mut arena = BytesMut::with_capacity(total);
+    for r in &records {
+        arena.put_u16(r.slot);
+        arena.put_slice(&r.key);
+    }
+    let mut arena = arena.freeze();
     for r in records {
-        batch.put(key::encode(r.slot, &r.key), r.record);
+        let engine_key = arena.split_to(key::PREFIX_LEN + r.key.len());
+        batch.put(engine_key, r.record);
     }
     batch
 }
@@ -61,6 +77,15 @@ impl Storage for Db {
     type Iter = LsmIter;
 
     fn get(&self, slot: u16, key: &[u8]) -> Result<Option<Record>, ClusterError> {
+        // The engine key of a lookup lives only for the call: on the stack when it fits.
+        const INLINE: usize = 128;
+        let len = key::PREFIX_LEN + key.len();
+        if len <= INLINE {
+            let mut buf = [0u8; INLINE];
+            buf[..key::PREFIX_LEN].copy_from_slice(&slot.to_be_bytes());
+            buf[key::PREFIX_LEN..len].copy_from_slice(key);
+            return Ok(self.get_record(&buf[..len])?);
+        }
         Ok(self.get_record(&key::encode(slot, key))?)
     }
 
