@@ -38,6 +38,11 @@ const READ_CHUNK_BYTES: usize = 16 * 1024;
 /// request in as many reads as it needs).
 const MAX_READ_ROOM_BYTES: usize = 1024 * 1024;
 
+/// Most room a read is given while nothing of the next request has arrived: a connection that
+/// goes idle after one large request must not sit on a buffer of that size (as redis trims idle
+/// query buffers); the first bytes of the next request bring the larger room back.
+const IDLE_READ_ROOM_BYTES: usize = 64 * 1024;
+
 /// Replies are sent early, before the rest of a read's requests run, once this many bytes are
 /// waiting: a client pipelining thousands of large GETs gets them in pieces instead of the node
 /// holding all of them in memory.
@@ -221,7 +226,11 @@ impl<C: Cluster> Connection<C> {
             if let Some(reason) = client.close_requested() {
                 return reason.into();
             }
-            let room = self.last_request_bytes.min(MAX_READ_ROOM_BYTES);
+            let room = self.last_request_bytes.min(if self.input.is_empty() {
+                IDLE_READ_ROOM_BYTES
+            } else {
+                MAX_READ_ROOM_BYTES
+            });
             if self.input.capacity() - self.input.len() < room.max(READ_CHUNK_BYTES / 4) {
                 self.input.reserve(room.max(READ_CHUNK_BYTES));
             }
