@@ -146,10 +146,28 @@ impl<S: Storage> LeaderTurn<'_, S> {
             }
         }
         // After the close: a writer that joined this group wrote before it joined.
+        let mut on_panic = FailOnUnwind {
+            group: Some(self.group),
+        };
         let result = self.storage.flush_writes();
+        on_panic.group = None;
         let outcome = result.as_ref().map(|_| ()).map_err(ToString::to_string);
         self.group.finish(outcome);
         result
+    }
+}
+
+/// Fails the group's members if the flush panics: they would otherwise wait forever, holding
+/// their keys' locks.
+struct FailOnUnwind<'a> {
+    group: Option<&'a Arc<Group>>,
+}
+
+impl Drop for FailOnUnwind<'_> {
+    fn drop(&mut self) {
+        if let Some(group) = self.group {
+            group.finish(Err("the group's WAL flush panicked".to_string()));
+        }
     }
 }
 
@@ -174,6 +192,7 @@ mod tests {
         db: ringkv_lsm::Db,
         flushes: AtomicUsize,
         fail: bool,
+        panics: bool,
     }
 
     impl Counting {
@@ -185,6 +204,7 @@ mod tests {
                 db: ringkv_lsm::Db::open(dir, opts).expect("open"),
                 flushes: AtomicUsize::new(0),
                 fail,
+                panics: false,
             }
         }
     }
@@ -206,6 +226,7 @@ mod tests {
 
         fn flush_writes(&self) -> Result<(), ClusterError> {
             self.flushes.fetch_add(1, Ordering::SeqCst);
+            assert!(!self.panics, "a bug in the flush");
             if self.fail {
                 return Err(ClusterError::Storage(ringkv_lsm::Error::Poisoned {
                     reason: "disk on fire".into(),
@@ -289,6 +310,40 @@ mod tests {
             let err = joined.expect("task").expect_err("the flush failed");
             assert!(err.to_string().contains("disk on fire"), "{err}");
         }
+    }
+
+    /// A flush that panics fails the other writers of its group instead of leaving them
+    /// waiting (with their keys locked) for an outcome nobody will report.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_panicking_flush_fails_the_rest_of_its_group() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = Arc::new(Counting {
+            panics: true,
+            ..Counting::over(dir.path(), false)
+        });
+        let groups = Arc::new(FlushGroups::default());
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..4u64 {
+            let (storage, groups) = (Arc::clone(&storage), Arc::clone(&groups));
+            tasks.spawn(async move {
+                storage.write_buffered(record(i)).expect("write");
+                groups.flush(&*storage).await
+            });
+        }
+        let (mut panicked, mut failed) = (0, 0);
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Err(e) if e.is_panic() => panicked += 1,
+                Err(e) => panic!("{e}"),
+                Ok(result) => {
+                    let err = result.expect_err("the flush panicked");
+                    assert!(err.to_string().contains("panicked"), "{err}");
+                    failed += 1;
+                }
+            }
+        }
+        assert!(panicked >= 1 && panicked + failed == 4, "{panicked} {failed}");
+        assert!(failed >= 1, "all four led their own group: nothing was tested");
     }
 
     /// A leader dropped while it yields still flushes for the members of its group.
