@@ -32,8 +32,9 @@ use key::{KeyBytes, MemKey};
 pub(crate) use point_index::hash_key;
 use point_index::PointIndex;
 
-/// Bytes counted per map entry on top of its key and payload: the B-tree's share of a node
-/// (keys, values and edges of up to eleven entries per node).
+/// Bytes counted per map entry on top of its key and payload: a flat allowance for the
+/// map's own structure, the one the skiplist had, so the map's part of the flush cadence did
+/// not change with the map (the index's part is counted as allocated).
 const MAP_ENTRY_OVERHEAD: usize = 32;
 
 /// A sorted write buffer: concurrent readers, one writer at a time (the engine's write lock).
