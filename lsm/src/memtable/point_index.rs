@@ -7,9 +7,10 @@
 //! strictly higher, so a second delivery of the same key and version moves nothing (the first
 //! arrival stays, here as in the map, and a snapshot that saw it keeps seeing it).
 //!
-//! Sharded sixteen ways by the key's hash so that readers of different keys do not share a
-//! lock word's cache line with the writer; each shard is a `hashbrown` table of slots that
-//! carry their own hash, so a resize never hashes a key again.
+//! Sharded sixteen ways by the key's hash, so a reader waits for the writer only when both
+//! are in the same shard, and a resize (under the shard's write lock) moves a sixteenth of the
+//! keys; each shard is a `hashbrown` table of slots that carry their own hash, so a resize
+//! never hashes a key again.
 
 use hashbrown::HashTable;
 use parking_lot::RwLock;
