@@ -31,15 +31,14 @@ impl DbInner {
     ) -> Result<Option<Record>> {
         Counters::incr(&self.counters.gets);
         let mut best: Option<(Version, Entry)> = None;
+        // One hash serves the memtables' point indexes and every table's bloom filter.
+        let lookup = LookupKey::new(key);
         for memtable in view.memtables() {
-            if let Some(found) = memtable.get(key, seqno) {
+            if let Some(found) = memtable.get(key, lookup.hash(), seqno) {
                 keep_newer(&mut best, found);
             }
         }
         let mut probed = 0u64;
-        // Hashed at the first table probed: a read answered by the memtables, or by key
-        // ranges alone, never pays for it.
-        let mut lookup: Option<LookupKey<'_>> = None;
         for (level, tables) in view.tables.levels.iter().enumerate() {
             let candidates: &[_] = if level == 0 {
                 tables
@@ -65,8 +64,7 @@ impl DbInner {
                 }
                 probed += 1;
                 let table = self.table_cache.get(meta)?;
-                let lookup = lookup.get_or_insert_with(|| LookupKey::new(key));
-                if let Some(found) = table.get(lookup, seqno)? {
+                if let Some(found) = table.get(&lookup, seqno)? {
                     keep_newer(&mut best, found);
                 }
             }

@@ -55,6 +55,11 @@ impl<'a> LookupKey<'a> {
             hash: hash_key(user_key),
         }
     }
+
+    /// [`hash_key`] of the key (the memtables' point indexes use the same hash).
+    pub(crate) fn hash(&self) -> u64 {
+        self.hash
+    }
 }
 
 /// An open, verified SSTable.

@@ -335,3 +335,53 @@ fn periodic_mode_syncs_in_the_background_and_stops_promptly() {
     assert!(start.elapsed() < Duration::from_secs(30));
     assert_eq!(counters.wal_syncs.load(Ordering::Relaxed), 1);
 }
+
+#[test]
+fn periodic_mode_syncs_ahead_once_enough_is_unsynced() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let counters = Arc::new(Counters::default());
+    // An interval no test outlives: any fsync seen here is a sync-ahead.
+    let wal = Wal::create(
+        tmp.path(),
+        1,
+        FsyncMode::Periodic {
+            interval_ms: 3_600_000,
+        },
+        Arc::clone(&counters),
+    )
+    .expect("create");
+    let value = Bytes::from(vec![0x5a; 64 * 1024]);
+    let big = |seqno: u64| WalBatch {
+        first_seqno: seqno,
+        records: vec![(
+            Bytes::from(format!("key-{seqno}")),
+            Record::value(Version::new(seqno, 1), value.clone()),
+        )],
+    };
+    let per_batch = 64 * 1024;
+    let below = (writer::SYNC_AHEAD_BYTES as usize / per_batch) as u64 - 2;
+    let mut seqno = 1;
+    while seqno <= below {
+        wal.append(&big(seqno)).expect("append");
+        seqno += 1;
+    }
+    assert_eq!(
+        counters.wal_syncs.load(Ordering::Relaxed),
+        0,
+        "synced ahead below the bound"
+    );
+    for _ in 0..4 {
+        wal.append(&big(seqno)).expect("append");
+        seqno += 1;
+    }
+    // Past the bound: the fsync thread must sync without a caller asking or its interval.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while counters.wal_syncs.load(Ordering::Relaxed) == 0 {
+        assert!(Instant::now() < deadline, "no sync-ahead within 60 s");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // One sync-ahead per crossing, not one per append past the bound.
+    wal.write_pending().expect("write pending");
+    assert_eq!(counters.wal_syncs.load(Ordering::Relaxed), 1);
+    drop(wal);
+}
