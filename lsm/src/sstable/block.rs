@@ -350,9 +350,17 @@ impl BlockIter {
     /// A cursor over `block`, not yet positioned: call [`BlockIter::seek_to_first`] or
     /// [`BlockIter::seek`].
     pub(crate) fn new(block: Block) -> Self {
+        Self::with_key_buffer(block, Vec::with_capacity(64))
+    }
+
+    /// As [`BlockIter::new`], building keys in `key` (cleared first), which
+    /// [`BlockIter::into_key_buffer`] gives back: a point read reuses one buffer per thread
+    /// instead of allocating one per read.
+    pub(crate) fn with_key_buffer(block: Block, mut key: Vec<u8>) -> Self {
+        key.clear();
         Self {
             block,
-            key: Vec::with_capacity(64),
+            key,
             version: Version::default(),
             entry: Entry {
                 seqno: 0,
@@ -363,6 +371,11 @@ impl BlockIter {
             rest_at: 0,
             next_at: 0,
         }
+    }
+
+    /// The key buffer, for the next [`BlockIter::with_key_buffer`].
+    pub(crate) fn into_key_buffer(self) -> Vec<u8> {
+        self.key
     }
 
     /// Switches to another block, keeping the key buffer; unpositioned.
