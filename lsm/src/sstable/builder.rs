@@ -20,7 +20,7 @@ use crate::record::{compare_internal, Entry, Version};
 use crate::sstable::block::BlockBuilder;
 use crate::sstable::bloom::{encode_filter, hash_key};
 use crate::sstable::format::{
-    block_crc, compress_block, BlockHandle, Footer, BLOCK_TRAILER_LEN, FOOTER_LEN,
+    block_crc, compress_block, BlockHandle, CompressScratch, Footer, BLOCK_TRAILER_LEN, FOOTER_LEN,
 };
 use crate::sstable::meta::TableMeta;
 
@@ -42,7 +42,7 @@ pub(crate) struct SsTableBuilder {
     block_bytes: usize,
     bloom_bits_per_key: usize,
     block: BlockBuilder,
-    compress_scratch: Vec<u8>,
+    compress_scratch: CompressScratch,
     /// Encoded index entries: last internal key of each data block and its handle.
     index: Vec<u8>,
     /// Hash of each distinct user key, for the bloom filter.
@@ -73,7 +73,7 @@ impl SsTableBuilder {
             block_bytes: opts.block_bytes,
             bloom_bits_per_key: opts.bloom_bits_per_key,
             block: BlockBuilder::new(opts.block_restart_interval),
-            compress_scratch: Vec::new(),
+            compress_scratch: CompressScratch::default(),
             index: Vec::new(),
             key_hashes: Vec::new(),
             last_key: Vec::new(),
