@@ -152,3 +152,54 @@ impl SuperVersion {
             .min()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::cache::BlockCache;
+    use crate::dir::table_path;
+    use crate::options::Options;
+    use crate::record::{Entry, Version};
+    use crate::sstable::builder::SsTableBuilder;
+    use crate::sstable::LookupKey;
+    use crate::stats::Counters;
+
+    #[test]
+    fn a_handle_reuses_its_open_reader_and_reopens_after_eviction() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("tables")).expect("mkdir");
+        let counters = Arc::new(Counters::default());
+        let blocks = Arc::new(BlockCache::new(1 << 20, Arc::clone(&counters)));
+        let cache = Arc::new(TableCache::new(dir.path(), 8, blocks, counters));
+        let path = table_path(dir.path(), 3);
+        let mut b = SsTableBuilder::create(&path, 3, &Options::default()).expect("create");
+        let e = Entry {
+            seqno: 1,
+            expire_at_ms: 0,
+            value: Some(Bytes::from_static(b"v")),
+        };
+        b.add(b"k", Version::new(5, 0), &e).expect("add");
+        let meta = b.finish().expect("finish");
+        let handle = TableHandle::new(meta.clone(), path, Arc::clone(&cache));
+
+        let first = handle.table().expect("opens");
+        let again = handle.table().expect("remembered");
+        assert!(Arc::ptr_eq(&first, &again));
+        assert!(Arc::ptr_eq(&first, &cache.get(&meta).expect("cached")));
+
+        // Evicted and no longer held: the remembered reader is gone, the cache reopens.
+        cache.evict(3);
+        drop((first, again));
+        let reopened = handle.table().expect("reopens through the cache");
+        let found = reopened
+            .get(&LookupKey::new(b"k"), u64::MAX)
+            .expect("reads");
+        assert_eq!(found.map(|(v, _)| v), Some(Version::new(5, 0)));
+        assert!(Arc::ptr_eq(
+            &reopened,
+            &handle.table().expect("cached again")
+        ));
+    }
+}
