@@ -130,7 +130,9 @@ impl DbInner {
 ///
 /// Once one memtable answered, an older one whose highest timestamp is below the answer's
 /// cannot hold a newer version and is not searched. One whose highest timestamp equals it still
-/// is: a version with the same timestamp and a higher node id wins the tie.
+/// is: a version with the same timestamp and a higher node id wins the tie. Relies on a
+/// memtable's highest timestamp being raised before its entry's seqno is published, so every
+/// entry visible at `seqno` is covered by the maximum read here.
 fn memtables_get<'a>(
     memtables: impl Iterator<Item = &'a Arc<Memtable>>,
     key: &[u8],
