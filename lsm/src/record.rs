@@ -195,6 +195,15 @@ impl Entry {
             value: self.value.clone(),
         }
     }
+
+    /// As [`Entry::to_record`], moving the value instead of taking another reference to it.
+    pub fn into_record(self, version: Version) -> Record {
+        Record {
+            version,
+            expire_at_ms: self.expire_at_ms,
+            value: self.value,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use crate::iter::concat::LevelIter;
 use crate::iter::merge::MergeIter;
 use crate::iter::user::{DbIter, ReadMode};
 use crate::iter::EntryIter;
+use crate::memtable::Memtable;
 use crate::record::{Entry, Record, Version};
 use crate::sstable::LookupKey;
 use crate::stats::Counters;
@@ -30,14 +31,9 @@ impl DbInner {
         seqno: u64,
     ) -> Result<Option<Record>> {
         Counters::incr(&self.counters.gets);
-        let mut best: Option<(Version, Entry)> = None;
         // One hash serves the memtables' point indexes and every table's bloom filter.
         let lookup = LookupKey::new(key);
-        for memtable in view.memtables() {
-            if let Some(found) = memtable.get(key, lookup.hash(), seqno) {
-                keep_newer(&mut best, found);
-            }
-        }
+        let mut best = memtables_get(view.memtables(), key, lookup.hash(), seqno);
         let mut probed = 0u64;
         for (level, tables) in view.tables.levels.iter().enumerate() {
             let candidates: &[_] = if level == 0 {
@@ -63,14 +59,14 @@ impl DbInner {
                     continue;
                 }
                 probed += 1;
-                let table = self.table_cache.get(meta)?;
+                let table = handle.table()?;
                 if let Some(found) = table.get(&lookup, seqno)? {
                     keep_newer(&mut best, found);
                 }
             }
         }
         Counters::add(&self.counters.get_tables_probed, probed);
-        Ok(best.map(|(version, entry)| entry.to_record(version)))
+        Ok(best.map(|(version, entry)| entry.into_record(version)))
     }
 
     /// An iterator over `(start, end)` in `view`, seeing writes up to `seqno`.
@@ -96,7 +92,7 @@ impl DbInner {
             }
             if level == 0 {
                 for handle in in_range {
-                    let table = self.table_cache.get(&handle.meta)?;
+                    let table = handle.table()?;
                     children.push(Box::new(table.iter(start, true)?));
                 }
             } else {
@@ -126,6 +122,33 @@ impl DbInner {
             mode,
         ))
     }
+}
+
+/// The highest version of `key` visible at `seqno` in `memtables` (newest first).
+///
+/// Once one memtable answered, an older one whose highest timestamp is below the answer's
+/// cannot hold a newer version and is not searched. One whose highest timestamp equals it still
+/// is: a version with the same timestamp and a higher node id wins the tie. Relies on a
+/// memtable's highest timestamp being raised before its entry's seqno is published, so every
+/// entry visible at `seqno` is covered by the maximum read here.
+fn memtables_get<'a>(
+    memtables: impl Iterator<Item = &'a Arc<Memtable>>,
+    key: &[u8],
+    hash: u64,
+    seqno: u64,
+) -> Option<(Version, Entry)> {
+    let mut best: Option<(Version, Entry)> = None;
+    for memtable in memtables {
+        if let Some((version, _)) = &best {
+            if memtable.max_hlc().is_none_or(|max| max < version.hlc) {
+                continue;
+            }
+        }
+        if let Some(found) = memtable.get(key, hash, seqno) {
+            keep_newer(&mut best, found);
+        }
+    }
+    best
 }
 
 fn keep_newer(best: &mut Option<(Version, Entry)>, found: (Version, Entry)) {
@@ -170,8 +193,79 @@ impl EntryIter for PinnedIter {
 mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};
 
+    use proptest::prelude::*;
+
     use super::*;
+    use crate::record::InternalKey;
     use crate::{Db, Options};
+
+    fn memtable(entries: &[(&str, Version, u64)]) -> Arc<Memtable> {
+        let m = Memtable::new(0);
+        for (key, version, seqno) in entries {
+            let entry = Entry {
+                seqno: *seqno,
+                expire_at_ms: 0,
+                value: Some(Bytes::from(format!("{key}@{seqno}"))),
+            };
+            m.insert(InternalKey::new(key.to_string(), *version), entry);
+        }
+        Arc::new(m)
+    }
+
+    #[test]
+    fn an_older_memtable_with_an_equal_timestamp_still_wins_on_the_node_tie_break() {
+        // The active memtable answers (10, node 1); the older one's highest timestamp is also
+        // 10 and it holds (10, node 2), which wins.
+        let active = memtable(&[("k", Version::new(10, 1), 5)]);
+        let older = memtable(&[("k", Version::new(10, 2), 3), ("j", Version::new(4, 0), 1)]);
+        let found = memtables_get([&active, &older].into_iter(), b"k", LookupKey::new(b"k").hash(), u64::MAX);
+        assert_eq!(found.map(|(v, _)| v), Some(Version::new(10, 2)));
+        // Below the answer's timestamp: skipped, and nothing newer could have been there.
+        let oldest = memtable(&[("k", Version::new(9, 7), 1)]);
+        let found = memtables_get([&active, &oldest].into_iter(), b"k", LookupKey::new(b"k").hash(), u64::MAX);
+        assert_eq!(found.map(|(v, _)| v), Some(Version::new(10, 1)));
+        // Above it: searched, and its newer version wins although the memtable is older.
+        let late = memtable(&[("k", Version::new(11, 0), 2)]);
+        let found = memtables_get([&active, &oldest, &late].into_iter(), b"k", LookupKey::new(b"k").hash(), u64::MAX);
+        assert_eq!(found.map(|(v, _)| v), Some(Version::new(11, 0)));
+    }
+
+    proptest! {
+        /// The skip rule never changes the answer: the result is the highest version of the
+        /// key visible at the snapshot in any memtable.
+        #[test]
+        fn memtables_get_matches_the_highest_visible_version(
+            tables in prop::collection::vec(
+                prop::collection::vec((0u8..3, 0u64..4, 0u32..3), 0..6),
+                1..4,
+            ),
+            key in 0u8..3,
+            snapshot in 0u64..20,
+        ) {
+            let mut seqno = 0u64;
+            let mut model: std::collections::BTreeMap<Version, u64> = Default::default();
+            let mut memtables = Vec::new();
+            // Built oldest first, so seqnos grow towards the newest memtable.
+            for entries in &tables {
+                let m = Memtable::new(0);
+                for (k, hlc, node) in entries {
+                    seqno += 1;
+                    let version = Version::new(*hlc, *node);
+                    let entry = Entry { seqno, expire_at_ms: 0, value: None };
+                    m.insert(InternalKey::new(vec![*k], version), entry);
+                    if *k == key && seqno <= snapshot {
+                        // The first insert of a key and version stays.
+                        model.entry(version).or_insert(seqno);
+                    }
+                }
+                memtables.push(Arc::new(m));
+            }
+            memtables.reverse();
+            let found = memtables_get(memtables.iter(), &[key], LookupKey::new(&[key]).hash(), snapshot);
+            let want = model.iter().next_back().map(|(v, _)| *v);
+            prop_assert_eq!(found.map(|(v, _)| v), want);
+        }
+    }
 
     #[test]
     fn get_records_matches_get_record_per_key() {

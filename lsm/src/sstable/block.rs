@@ -20,6 +20,11 @@
 //! The key is the internal key `user_key ‖ version.to_bytes()`; `shared` bytes are taken from
 //! the previous entry's key. At a restart point `shared` is 0, so the key can be read in place.
 //! `rest_len` lets a seek skip an entry's payload without decoding it.
+//!
+//! Where restart points fall is the builder's choice, not part of the format (a reader only
+//! needs the array): every `restart_interval` entries, or sooner once [`RESTART_BYTES`] of
+//! entries followed the last one, so blocks of large values (4 entries of 1 KiB) are searched
+//! by binary search over keys read in place instead of by stepping through every entry.
 
 use std::cmp::Ordering;
 
@@ -29,6 +34,9 @@ use crate::coding::{put_varint, Decoder};
 use crate::record::{Entry, Version};
 
 const VERSION_LEN: usize = Version::ENCODED_LEN;
+/// Entry bytes after which the next entry starts a restart point, whatever the interval: the
+/// 4 bytes of a restart offset and the lost key-prefix sharing are small next to this.
+pub(crate) const RESTART_BYTES: usize = 1 << 10;
 const KIND_VALUE: u8 = 0;
 const KIND_TOMBSTONE: u8 = 1;
 
@@ -119,7 +127,11 @@ impl BlockBuilder {
         self.scratch.extend_from_slice(user_key);
         self.scratch.extend_from_slice(&version.to_bytes());
 
-        let shared = if self.since_restart >= self.restart_interval || self.entries == 0 {
+        let last_restart = self.restarts.last().map_or(0, |&r| r as usize);
+        let restart = self.entries == 0
+            || self.since_restart >= self.restart_interval
+            || self.buf.len() - last_restart >= RESTART_BYTES;
+        let shared = if restart {
             self.restarts.push(self.buf.len() as u32);
             self.since_restart = 0;
             0
@@ -255,14 +267,24 @@ impl Block {
         read_u32(&self.data, self.restarts_at + 4 * i) as usize
     }
 
-    /// The key stored in place at restart point `i` (restart keys are never prefix-shared).
-    fn restart_key(&self, i: usize) -> Result<&[u8], BlockError> {
+    /// The key stored in place at restart point `i` (restart keys are never prefix-shared), and
+    /// the offset just past that entry.
+    fn restart_key(&self, i: usize) -> Result<(&[u8], usize), BlockError> {
         let at = self.restart(i);
         let h = self.header(at)?;
         if h.shared != 0 {
             return err(at, "restart entry shares a prefix");
         }
-        Ok(&self.data[h.key_at..h.rest_at])
+        Ok((&self.data[h.key_at..h.rest_at], h.end))
+    }
+
+    /// Offset of restart point `i`, or the end of the entries for `i == restart_count`.
+    fn restart_or_end(&self, i: usize) -> usize {
+        if i < self.restart_count {
+            self.restart(i)
+        } else {
+            self.restarts_at
+        }
     }
 
     /// Decodes an entry's three lengths and checks that the entry lies inside the entries area.
@@ -350,9 +372,17 @@ impl BlockIter {
     /// A cursor over `block`, not yet positioned: call [`BlockIter::seek_to_first`] or
     /// [`BlockIter::seek`].
     pub(crate) fn new(block: Block) -> Self {
+        Self::with_key_buffer(block, Vec::with_capacity(64))
+    }
+
+    /// As [`BlockIter::new`], building keys in `key` (cleared first), which
+    /// [`BlockIter::into_key_buffer`] gives back: a point read reuses one buffer per thread
+    /// instead of allocating one per read.
+    pub(crate) fn with_key_buffer(block: Block, mut key: Vec<u8>) -> Self {
+        key.clear();
         Self {
             block,
-            key: Vec::with_capacity(64),
+            key,
             version: Version::default(),
             entry: Entry {
                 seqno: 0,
@@ -363,6 +393,11 @@ impl BlockIter {
             rest_at: 0,
             next_at: 0,
         }
+    }
+
+    /// The key buffer, for the next [`BlockIter::with_key_buffer`].
+    pub(crate) fn into_key_buffer(self) -> Vec<u8> {
+        self.key
     }
 
     /// Switches to another block, keeping the key buffer; unpositioned.
@@ -428,18 +463,28 @@ impl BlockIter {
     ) -> Result<(), BlockError> {
         // Last restart point whose key is < the target: the target lies after it.
         let (mut lo, mut hi) = (0usize, self.block.restart_count);
+        // End of the entry at the last restart point found < the target.
+        let mut less_end = 0;
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let key = self.block.restart_key(mid)?;
+            let (key, end) = self.block.restart_key(mid)?;
             match compare_encoded(key, user_key, version) {
-                Some(Ordering::Less) => lo = mid + 1,
+                Some(Ordering::Less) => {
+                    lo = mid + 1;
+                    less_end = end;
+                }
                 Some(_) => hi = mid,
                 None => return err(self.block.restart(mid), "key shorter than a version"),
             }
         }
-        let start = lo.saturating_sub(1);
         self.key.clear();
-        self.next_at = self.block.restart(start);
+        // When that restart point's run is its one entry (large values restart at every
+        // entry), the target is at the next restart point: start there, not one entry before.
+        self.next_at = if lo > 0 && less_end == self.block.restart_or_end(lo) {
+            less_end
+        } else {
+            self.block.restart(lo.saturating_sub(1))
+        };
         loop {
             self.step_key()?;
             let Some(at) = self.at else {
@@ -665,6 +710,73 @@ mod tests {
             for (k, v, e) in &items {
                 it.seek(k, *v).expect("valid block");
                 assert_eq!(it.current(), Some((&k[..], *v, e)), "interval {interval}");
+            }
+        }
+    }
+
+    #[test]
+    fn large_entries_start_a_restart_point_each() {
+        let entry = |len: usize| Entry {
+            seqno: 1,
+            expire_at_ms: 0,
+            value: Some(Bytes::from(vec![b'x'; len])),
+        };
+        let large: Vec<_> = (0..4u8)
+            .map(|i| (vec![b'k', i], Version::new(9, 0), entry(1024)))
+            .collect();
+        assert_eq!(build(&large, 16).restart_count, 4, "one per 1 KiB entry");
+        // Small entries: by the interval, and by bytes once 1 KiB has accumulated.
+        let small: Vec<_> = (0..40u8)
+            .map(|i| (vec![b'k', i], Version::new(9, 0), entry(10)))
+            .collect();
+        assert_eq!(build(&small, 16).restart_count, 3);
+        let medium: Vec<_> = (0..8u8)
+            .map(|i| (vec![b'k', i], Version::new(9, 0), entry(300)))
+            .collect();
+        // Restarts at 0, then after 4 entries of ~320 bytes (>= 1 KiB), then after 4 more.
+        assert_eq!(build(&medium, 16).restart_count, 2);
+    }
+
+    proptest::proptest! {
+        /// Seeks agree with a search of the sorted entries, whatever mix of restart points by
+        /// count and by bytes the builder chose.
+        #[test]
+        fn seek_matches_a_sorted_model(
+            raw in proptest::collection::btree_map(
+                (proptest::collection::vec(0u8..3, 0..4), 0u64..5, 0u32..2),
+                proptest::sample::select(vec![0usize, 7, 300, 1100]),
+                1..40,
+            ),
+            interval in 1usize..20,
+            probes in proptest::collection::vec(
+                (proptest::collection::vec(0u8..3, 0..5), 0u64..6, 0u32..3),
+                1..20,
+            ),
+        ) {
+            let mut items: Vec<_> = raw
+                .into_iter()
+                .map(|((k, hlc, node), len)| {
+                    let e = Entry {
+                        seqno: hlc,
+                        expire_at_ms: 0,
+                        value: (len > 0).then(|| Bytes::from(vec![b'v'; len])),
+                    };
+                    (k, Version::new(hlc, node), e)
+                })
+                .collect();
+            items.sort_by(|a, b| compare_internal(&a.0, a.1, &b.0, b.1));
+            let block = build(&items, interval);
+            let mut it = BlockIter::new(block);
+            it.seek_to_first().expect("valid block");
+            proptest::prop_assert_eq!(&collect(&mut it), &items);
+            for (k, hlc, node) in probes {
+                let v = Version::new(hlc, node);
+                it.seek(&k, v).expect("valid block");
+                let want = items
+                    .iter()
+                    .find(|(ik, iv, _)| compare_internal(ik, *iv, &k, v) != Ordering::Less);
+                let got = it.current().map(|(gk, gv, ge)| (gk.to_vec(), gv, ge.clone()));
+                proptest::prop_assert_eq!(got.as_ref(), want);
             }
         }
     }

@@ -66,21 +66,32 @@ impl BlockHandle {
     }
 }
 
+/// What a table builder keeps across blocks to compress them: the output buffer and LZ4's
+/// hash table (which `compress_into` would allocate and zero anew for every block).
+#[derive(Default)]
+pub(crate) struct CompressScratch {
+    out: Vec<u8>,
+    /// Created at the first compressed block.
+    table: Option<lz4_flex::block::CompressTable>,
+}
+
 /// Compresses `raw` into `scratch` when `compression` asks for it and it pays off, and returns
 /// the payload to store with its compression byte.
 ///
 /// A block that LZ4 does not shrink is stored raw, so reading it costs no decompression.
-/// `scratch` only ever grows and its stale bytes are overwritten, not cleared: the compressor
-/// writes every byte it reports, and re-zeroing the largest possible output for every block
-/// cost more than the compression of a small block.
+/// The output buffer only ever grows and its stale bytes are overwritten, not cleared: the
+/// compressor writes every byte it reports, and re-zeroing the largest possible output for
+/// every block cost more than the compression of a small block.
 pub(crate) fn compress_block<'a>(
     raw: &'a [u8],
     compression: Compression,
-    scratch: &'a mut Vec<u8>,
+    scratch: &'a mut CompressScratch,
 ) -> (&'a [u8], u8) {
     match compression {
         Compression::None => (raw, COMPRESSION_NONE),
         Compression::Lz4 => {
+            let table = scratch.table.get_or_insert_with(Default::default);
+            let scratch = &mut scratch.out;
             // The LZ4 output goes after room for the longest length varint; the varint is
             // written just before it once its length is known, so nothing moves.
             let body_at = MAX_VARINT_LEN;
@@ -90,7 +101,8 @@ pub(crate) fn compress_block<'a>(
             }
             let raw_len = raw.len() as u64;
             let header = varint_len(raw_len);
-            match lz4_flex::block::compress_into(raw, &mut scratch[body_at..body_end]) {
+            let body = &mut scratch[body_at..body_end];
+            match lz4_flex::block::compress_into_with_table(raw, body, table) {
                 Ok(n) if header + n < raw.len() => {
                     let start = body_at - header;
                     write_varint(&mut scratch[start..body_at], raw_len);
@@ -285,7 +297,7 @@ mod tests {
     use super::*;
 
     fn framed(raw: &[u8], compression: Compression) -> Vec<u8> {
-        let mut scratch = Vec::new();
+        let mut scratch = CompressScratch::default();
         let (payload, c) = compress_block(raw, compression, &mut scratch);
         let mut out = payload.to_vec();
         out.push(c);
@@ -324,9 +336,11 @@ mod tests {
     #[test]
     fn a_reused_scratch_never_leaks_an_earlier_block() {
         let path = PathBuf::from("t.sst");
-        let mut scratch = Vec::new();
+        let mut scratch = CompressScratch::default();
         // Largest first, so later, shorter blocks are written over stale bytes.
+        // The first is past 64 KiB, where LZ4 needs its large hash table.
         let blocks: Vec<Vec<u8>> = vec![
+            (0..70_000u32).map(|i| (i % 251) as u8).collect(),
             (0..20_000u32).map(|i| (i % 97) as u8).collect(),
             vec![b'a'; 300],
             (0..200u32).map(|i| (i % 5) as u8 + b'0').collect(),
@@ -407,7 +421,7 @@ mod tests {
     fn lz4_with_an_understated_length_is_corruption_not_a_panic() {
         let path = PathBuf::from("t.sst");
         let raw = vec![7u8; 4096];
-        let mut scratch = Vec::new();
+        let mut scratch = CompressScratch::default();
         let (payload, c) = compress_block(&raw, Compression::Lz4, &mut scratch);
         assert_eq!(c, COMPRESSION_LZ4);
         let mut d = Decoder::new(payload);

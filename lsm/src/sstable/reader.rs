@@ -38,6 +38,14 @@ const OLDEST: Version = Version::new(0, 0);
 /// Size of the sequential reads of a cache-bypassing (compaction) scan.
 const READAHEAD_BYTES: usize = 256 << 10;
 
+/// Largest key buffer a thread keeps between point reads; a larger one (a huge key) is dropped.
+const KEPT_KEY_BUFFER_BYTES: usize = 4 << 10;
+
+thread_local! {
+    /// The key buffer of this thread's last point read, reused by the next one.
+    static KEY_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 /// A user key prepared once for point reads in many tables: a read may probe a table per
 /// level and several in level 0, and each probe's bloom filter wants the same hash.
 #[derive(Clone, Copy, Debug)]
@@ -207,16 +215,40 @@ impl SsTable {
             }
             Counters::incr(&self.counters.bloom_positives);
         }
-        let mut key_seen = false;
-        let mut i = self.index.find(user_key, NEWEST);
         let mut iter: Option<BlockIter> = None;
+        let mut key_seen = false;
+        let found = self.get_in_blocks(user_key, snapshot_seqno, &mut iter, &mut key_seen);
+        if let Some(it) = iter {
+            let buf = it.into_key_buffer();
+            if buf.capacity() <= KEPT_KEY_BUFFER_BYTES {
+                KEY_BUFFER.with(|cell| cell.set(buf));
+            }
+        }
+        let found = found?;
+        if !key_seen && self.bloom.is_some() {
+            Counters::incr(&self.counters.bloom_false_positives);
+        }
+        Ok(found)
+    }
+
+    /// [`SsTable::get`] past the bloom filter; `iter` is left for the caller to recycle its key
+    /// buffer, and `key_seen` says whether any version of the key was found (visible or not).
+    fn get_in_blocks(
+        &self,
+        user_key: &[u8],
+        snapshot_seqno: u64,
+        iter: &mut Option<BlockIter>,
+        key_seen: &mut bool,
+    ) -> Result<Option<(Version, Entry)>> {
+        let mut i = self.index.find(user_key, NEWEST);
         // Versions of one key may continue into the following blocks.
         'blocks: while i < self.index.len() {
             let handle = self.index.handle(i);
             let block = self.data_block(handle, true)?;
             let positioned = match iter.as_mut() {
                 None => {
-                    let it = iter.insert(BlockIter::new(block));
+                    let buf = KEY_BUFFER.with(std::cell::Cell::take);
+                    let it = iter.insert(BlockIter::with_key_buffer(block, buf));
                     it.seek(user_key, NEWEST).map(|()| it)
                 }
                 Some(it) => {
@@ -229,16 +261,13 @@ impl SsTable {
                 if k != user_key {
                     break 'blocks;
                 }
-                key_seen = true;
+                *key_seen = true;
                 if entry.seqno <= snapshot_seqno {
                     return Ok(it.take_current());
                 }
                 it.next().map_err(|e| self.block_error(handle, e))?;
             }
             i += 1;
-        }
-        if !key_seen && self.bloom.is_some() {
-            Counters::incr(&self.counters.bloom_false_positives);
         }
         Ok(None)
     }

@@ -34,15 +34,10 @@ pub(crate) fn key_prefix(user_key: &[u8]) -> u64 {
     u64::from_be_bytes(b)
 }
 
-/// One index entry: the [`key_prefix`] of a data block's last user key (after the bytes every
-/// index key shares), where that internal key lives in the index payload, and where the block
-/// lives in the file. The prefix sits in the entry so most steps of a binary search decide on
-/// it without touching the payload (a second cache miss and a `memcmp` per step); 32 bytes per
-/// block of every open table.
+/// One index entry: where a data block's last internal key lives in the index payload, and
+/// where the block lives in the file.
 #[derive(Clone, Copy, Debug)]
 struct IndexEntry {
-    /// [`key_prefix`] of the block's last user key, without its first [`Index::shared`] bytes.
-    prefix: u64,
     /// Offset of the block's last internal key (`user_key ‖ version`) in the index payload.
     key_at: u32,
     /// Length of that internal key.
@@ -57,6 +52,11 @@ struct IndexEntry {
 pub(crate) struct Index {
     data: Bytes,
     entries: Vec<IndexEntry>,
+    /// Per block, the [`key_prefix`] of its last user key without the first
+    /// [`Index::shared`] bytes. A dense array of its own: a search finds the blocks whose
+    /// prefix matches the target's with a branchless binary search touching 8 bytes per step,
+    /// and compares whole keys only among those (usually none or one).
+    prefixes: Vec<u64>,
     /// Length of the prefix every index user key shares (the first and last keys' common
     /// prefix: sorted keys between them share it too). Packed prefixes skip it, so keys that
     /// all begin alike (zero-padded numbers, one hash slot) still differ in what is packed.
@@ -105,7 +105,6 @@ impl Index {
             prev_key = Some((user_key, version));
             prev_end = handle.end().unwrap_or(data_end);
             entries.push(IndexEntry {
-                prefix: 0,
                 key_at: key_at as u32,
                 key_len: key.len() as u32,
                 offset: handle.offset,
@@ -115,19 +114,21 @@ impl Index {
         let mut index = Self {
             data,
             entries,
+            prefixes: Vec::new(),
             shared: 0,
         };
         let last = index.len().checked_sub(1).and_then(|i| index.user_key(i));
         if let (Some(first), Some(last)) = (index.user_key(0), last) {
             index.shared = first.iter().zip(last).take_while(|(a, b)| a == b).count();
         }
-        for i in 0..index.len() {
-            let prefix = index
-                .user_key(i)
-                .and_then(|k| k.get(index.shared..))
-                .map_or(0, key_prefix);
-            index.entries[i].prefix = prefix;
-        }
+        index.prefixes = (0..index.len())
+            .map(|i| {
+                index
+                    .user_key(i)
+                    .and_then(|k| k.get(index.shared..))
+                    .map_or(0, key_prefix)
+            })
+            .collect();
         Ok(index)
     }
 
@@ -155,32 +156,54 @@ impl Index {
     /// Index of the first block whose last key is `>=` `(user_key, version)`: the only block
     /// that can hold the first entry at or after it. `len()` if every block is before it.
     pub(crate) fn find(&self, user_key: &[u8], version: Version) -> usize {
-        // A target without the shared bytes sorts before or after every key; the packed
-        // prefixes, which leave those bytes out, cannot place it.
-        let prefix = self
-            .user_key(0)
-            .filter(|first| user_key.get(..self.shared) == first.get(..self.shared))
-            .map(|_| key_prefix(&user_key[self.shared..]));
+        let Some(first) = self.user_key(0) else {
+            return 0;
+        };
+        let shared = &first[..self.shared];
+        if !user_key.starts_with(shared) {
+            // Every key starts with `shared`: a target that does not sorts before all of them
+            // (it is smaller where they differ, or a proper prefix) or after all of them.
+            return if user_key < shared { 0 } else { self.len() };
+        }
+        let prefix = key_prefix(&user_key[self.shared..]);
+        // Prefixes never contradict key order, so they are sorted: blocks before `lo` end
+        // below the target and blocks from `hi` on end above it.
+        let lo = self.prefixes.partition_point(|&p| p < prefix);
+        let hi = self.equal_prefix_end(lo, prefix);
         let version = version.to_bytes();
-        let (mut lo, mut hi) = (0, self.entries.len());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            let by_prefix = prefix.map_or(Ordering::Equal, |p| self.entries[mid].prefix.cmp(&p));
-            let before = match by_prefix {
-                Ordering::Less => true,
-                Ordering::Greater => false,
-                // Keys were checked on open to hold a version, so the comparison never fails.
-                Ordering::Equal => {
-                    compare_encoded(self.key(mid), user_key, &version) == Some(Ordering::Less)
-                }
-            };
-            if before {
-                lo = mid + 1;
+        // Keys were checked on open to hold a version, so the comparison never fails.
+        let (mut a, mut b) = (lo, hi);
+        while a < b {
+            let mid = a + (b - a) / 2;
+            if compare_encoded(self.key(mid), user_key, &version) == Some(Ordering::Less) {
+                a = mid + 1;
             } else {
-                hi = mid;
+                b = mid;
             }
         }
-        lo
+        a
+    }
+
+    /// The first block at or after `lo` whose prefix is not `prefix` (blocks from `lo` on have
+    /// prefixes `>= prefix`), found by galloping: one comparison when, as usual, no block or
+    /// one block shares the target's prefix, and logarithmic when many do.
+    fn equal_prefix_end(&self, lo: usize, prefix: u64) -> usize {
+        let n = self.prefixes.len();
+        let (mut known_equal_end, mut step) = (lo, 1);
+        loop {
+            let probe = known_equal_end;
+            if probe >= n || self.prefixes[probe] != prefix {
+                return probe.min(n);
+            }
+            // `probe` matches; look `step` further, then search the gap if that one does not.
+            let far = (probe + step).min(n);
+            if far == n || self.prefixes[far] != prefix {
+                let gap = &self.prefixes[probe + 1..far];
+                return probe + 1 + gap.partition_point(|&p| p == prefix);
+            }
+            known_equal_end = far + 1;
+            step *= 2;
+        }
     }
 
     /// Where block `i` lives in the file.
@@ -344,6 +367,51 @@ mod tests {
         check_find(owned(&[b"only"]), &[b"", b"onl", b"only\0", b"onlz"]);
         let index = Index::decode(&PathBuf::from("t.sst"), 0, Bytes::new(), 0).expect("empty");
         assert_eq!(index.find(b"k", Version::new(1, 0)), 0);
+    }
+
+    #[test]
+    fn find_gallops_over_many_blocks_sharing_a_packed_prefix() {
+        // Keys alike in their first 8 bytes after the shared ones: every packed prefix is
+        // equal and whole keys decide, over runs longer than one galloping step.
+        let mut keys: Vec<Vec<u8>> = (0..70u32)
+            .map(|i| format!("k-aaaaaaaa{i:03}").into_bytes())
+            .collect();
+        keys.extend((0..5u32).map(|i| format!("k-aaaaaaab{i}").into_bytes()));
+        keys.push(b"k-z".to_vec());
+        check_find(
+            keys,
+            &[
+                b"k-",
+                b"k-aaaaaaaa",
+                b"k-aaaaaaaa0345",
+                b"k-aaaaaaab",
+                b"k-b",
+                b"l",
+            ],
+        );
+    }
+
+    proptest::proptest! {
+        /// Random keys over a tiny alphabet (long shared prefixes, prefixes of each other,
+        /// zero bytes, equal packed prefixes) and random probes agree with a linear search.
+        #[test]
+        fn find_matches_a_linear_search_on_random_keys(
+            head in proptest::collection::vec(proptest::sample::select(vec![0u8, b'a']), 0..10),
+            tails in proptest::collection::vec(
+                proptest::collection::vec(proptest::sample::select(vec![0u8, 1, b'a']), 0..12),
+                1..30,
+            ),
+            probes in proptest::collection::vec(
+                proptest::collection::vec(proptest::sample::select(vec![0u8, 1, b'a', b'b']), 0..14),
+                1..10,
+            ),
+        ) {
+            let keys: Vec<Vec<u8>> = tails.iter().map(|t| [&head[..], t].concat()).collect();
+            let mut all_probes: Vec<Vec<u8>> = probes.clone();
+            all_probes.extend(probes.iter().map(|p| [&head[..], p].concat()));
+            let refs: Vec<&[u8]> = all_probes.iter().map(|p| p.as_slice()).collect();
+            check_find(keys, &refs);
+        }
     }
 
     #[test]
