@@ -55,9 +55,7 @@ pub struct Options {
     pub max_immutable_memtables: usize,
     /// Target uncompressed size of an SSTable data block. Default 4 KiB.
     pub block_bytes: usize,
-    /// Most entries between restart points in a data block. Default 16. A restart point also
-    /// starts once 1 KiB of entries followed the last one, so blocks of large values get one
-    /// per entry.
+    /// Entries between restart points in a data block. Default 16.
     pub block_restart_interval: usize,
     /// Block compression. Default LZ4.
     pub compression: Compression,

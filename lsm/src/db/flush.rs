@@ -32,8 +32,7 @@ impl DbInner {
         if !memtable.is_empty() {
             let id = self.new_file_id();
             let path = dir::table_path(&self.dir, id);
-            let mut builder = SsTableBuilder::create(&path, id, &self.opts)?
-                .fill_cache(Arc::clone(&self.block_cache));
+            let mut builder = SsTableBuilder::create(&path, id, &self.opts)?;
             let mut iter = memtable.iter(Bound::Unbounded);
             while let Some((key, version, entry)) = iter.current() {
                 builder.add(key, version, entry)?;

@@ -4,25 +4,20 @@
 //! entries, key hashes (for the bloom filter) and table statistics in memory, and on
 //! [`SsTableBuilder::finish`] writes the index, bloom and meta blocks and the footer, then
 //! fsyncs. Must never reorder or drop entries: what it is given is what the table holds.
-//! A builder may also put each data block in the block cache as it writes it
-//! ([`SsTableBuilder::fill_cache`]), so the first reads of a table just flushed do not read,
-//! check and decompress blocks it had in hand.
 //! Syncing the directory entry of the new file is the caller's job.
 
 use std::cmp::Ordering;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::cache::BlockCache;
 use crate::coding::put_bytes;
 use crate::error::{Error, Result};
 use crate::options::{Compression, Options};
 use crate::record::{compare_internal, Entry, Version};
-use crate::sstable::block::{Block, BlockBuilder};
+use crate::sstable::block::BlockBuilder;
 use crate::sstable::bloom::{encode_filter, hash_key};
 use crate::sstable::format::{
     block_crc, compress_block, BlockHandle, CompressScratch, Footer, BLOCK_TRAILER_LEN, FOOTER_LEN,
@@ -56,8 +51,6 @@ pub(crate) struct SsTableBuilder {
     last_key: Vec<u8>,
     last_version: Version,
     meta: TableMeta,
-    /// Where written data blocks also go, keyed by this table's id and their offset.
-    fill_cache: Option<Arc<BlockCache>>,
 }
 
 impl SsTableBuilder {
@@ -99,18 +92,7 @@ impl SsTableBuilder {
                 tombstones: 0,
                 raw_bytes: 0,
             },
-            fill_cache: None,
         })
-    }
-
-    /// Puts every data block in `cache` as it is written, as a read of it would.
-    ///
-    /// For flushes: recent writes are the likeliest reads, and a table whose blocks are cached
-    /// from the start serves them without a read, a CRC and a decompression each. If the
-    /// table is never installed, the entries are never hit (ids are not reused) and age out.
-    pub(crate) fn fill_cache(mut self, cache: Arc<BlockCache>) -> Self {
-        self.fill_cache = Some(cache);
-        self
     }
 
     /// Appends an entry. Entries must come in strictly increasing internal-key order (user key
@@ -254,9 +236,11 @@ impl SsTableBuilder {
 
     /// Writes the current data block and records it in the index.
     fn flush_block(&mut self) -> Result<()> {
-        let raw = self.block.finish();
-        let (payload, compression) =
-            compress_block(raw, self.compression, &mut self.compress_scratch);
+        let (payload, compression) = compress_block(
+            self.block.finish(),
+            self.compression,
+            &mut self.compress_scratch,
+        );
         let handle = write_framed(
             &mut self.writer,
             &self.path,
@@ -264,13 +248,6 @@ impl SsTableBuilder {
             payload,
             compression,
         )?;
-        if let Some(cache) = &self.fill_cache {
-            // A block just built always decodes; were it not to, reads would find it corrupt
-            // on disk, so skipping the cache is all there is to do here.
-            if let Ok(block) = Block::decode(Bytes::copy_from_slice(raw)) {
-                cache.insert(self.meta.id, handle.offset, block);
-            }
-        }
         put_bytes(&mut self.index, self.block.last_key());
         handle.encode_varint(&mut self.index);
         self.block.reset();

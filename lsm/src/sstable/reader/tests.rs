@@ -368,35 +368,6 @@ fn block_cache_serves_repeated_reads_and_fill_cache_false_does_not_fill_it() {
 }
 
 #[test]
-fn a_builder_filling_the_cache_serves_every_read_from_it_with_the_same_answers() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("000007.sst");
-    let model = random_model(7);
-    let (cache, counters) = fresh_cache(64 << 20);
-    let mut b = SsTableBuilder::create(&path, 7, &opts(Compression::Lz4))
-        .expect("create")
-        .fill_cache(Arc::clone(&cache));
-    for (k, e) in &model {
-        b.add(&k.user_key, k.version, e).expect("add");
-    }
-    b.finish().expect("finish");
-    assert!(cache.used_bytes() > 0);
-    let warm = SsTable::open(&path, 7, Arc::clone(&cache), Arc::clone(&counters)).expect("open");
-    let cold = open(&path, 7).expect("open");
-    let mut keys: Vec<&[u8]> = model.keys().map(|k| k.user_key.as_ref()).collect();
-    keys.dedup();
-    for key in keys {
-        let lookup = LookupKey::new(key);
-        let got = warm.get(&lookup, u64::MAX).expect("get");
-        let want = cold.get(&lookup, u64::MAX).expect("get");
-        assert_eq!(got, want, "{key:?}");
-        assert!(got.is_some());
-    }
-    assert_eq!(counters.block_cache_misses.load(AtomicOrdering::Relaxed), 0);
-    assert!(counters.block_cache_hits.load(AtomicOrdering::Relaxed) > 0);
-}
-
-#[test]
 fn no_bloom_and_empty_tables_work() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("000006.sst");
