@@ -492,6 +492,13 @@ impl WriteBatch {
         Self::default()
     }
 
+    /// An empty batch with room for `records` records.
+    pub fn with_capacity(records: usize) -> Self {
+        WriteBatch {
+            records: Vec::with_capacity(records),
+        }
+    }
+
     /// Adds a record under `key`.
     pub fn put(&mut self, key: impl Into<Bytes>, record: Record) {
         self.records.push((key.into(), record));

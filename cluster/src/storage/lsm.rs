@@ -50,7 +50,7 @@ fn engine_bound<'b>(bound: Bound<SlotKey<'_>>, buf: &'b mut Vec<u8>) -> Bound<&'
 
 /// `records` as one engine batch under their slot-prefixed keys.
 fn engine_batch(records: Vec<SlotRecord>) -> WriteBatch {
-    let mut batch = WriteBatch::new();
+    let mut batch = WriteBatch::with_capacity(records.len());
     if let [_] = records.as_slice() {
         for r in records {
             batch.put(key::encode(r.slot, &r.key), r.record);
