@@ -218,15 +218,30 @@ mod tests {
         // 10 and it holds (10, node 2), which wins.
         let active = memtable(&[("k", Version::new(10, 1), 5)]);
         let older = memtable(&[("k", Version::new(10, 2), 3), ("j", Version::new(4, 0), 1)]);
-        let found = memtables_get([&active, &older].into_iter(), b"k", LookupKey::new(b"k").hash(), u64::MAX);
+        let found = memtables_get(
+            [&active, &older].into_iter(),
+            b"k",
+            LookupKey::new(b"k").hash(),
+            u64::MAX,
+        );
         assert_eq!(found.map(|(v, _)| v), Some(Version::new(10, 2)));
         // Below the answer's timestamp: skipped, and nothing newer could have been there.
         let oldest = memtable(&[("k", Version::new(9, 7), 1)]);
-        let found = memtables_get([&active, &oldest].into_iter(), b"k", LookupKey::new(b"k").hash(), u64::MAX);
+        let found = memtables_get(
+            [&active, &oldest].into_iter(),
+            b"k",
+            LookupKey::new(b"k").hash(),
+            u64::MAX,
+        );
         assert_eq!(found.map(|(v, _)| v), Some(Version::new(10, 1)));
         // Above it: searched, and its newer version wins although the memtable is older.
         let late = memtable(&[("k", Version::new(11, 0), 2)]);
-        let found = memtables_get([&active, &oldest, &late].into_iter(), b"k", LookupKey::new(b"k").hash(), u64::MAX);
+        let found = memtables_get(
+            [&active, &oldest, &late].into_iter(),
+            b"k",
+            LookupKey::new(b"k").hash(),
+            u64::MAX,
+        );
         assert_eq!(found.map(|(v, _)| v), Some(Version::new(11, 0)));
     }
 

@@ -27,6 +27,23 @@ pub(crate) fn hash_key(user_key: &[u8]) -> u64 {
     crate::sstable::bloom::hash_key(user_key)
 }
 
+/// The key hash as the index uses it: the persisted, unseeded xxh3 mixed with a seed chosen
+/// per process (a folded 128-bit multiply, so every output bit depends on every input bit).
+/// *Why:* clients choose keys and xxh3 without a seed is public; a client that searched for
+/// keys agreeing in the bits `hashbrown` buckets and shards by could make every insert (under
+/// the engine's write lock) and lookup in a shard probe all of them.
+fn mixed(hash: u64) -> u64 {
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let seed = *SEED.get_or_init(|| {
+        use std::hash::BuildHasher;
+        // std's RandomState draws its keys from the OS's random source.
+        std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64) | 1
+    });
+    let product =
+        u128::from(hash ^ seed) * u128::from(0x9e37_79b9_7f4a_7c15_u64 ^ seed.rotate_left(29));
+    (product as u64) ^ ((product >> 64) as u64)
+}
+
 /// One key's newest entry.
 struct Slot {
     hash: u64,
@@ -47,7 +64,7 @@ impl PointIndex {
         }
     }
 
-    /// The shard of a hash. Takes bits 32..36: `hashbrown` picks buckets by the low bits and
+    /// The shard of a [`mixed`] hash. Takes bits 32..36: `hashbrown` picks buckets by the low bits and
     /// filters probes by the top seven, and a shard choice correlated with either would leave
     /// each shard's table fewer distinct values there.
     fn shard(&self, hash: u64) -> &RwLock<HashTable<Slot>> {
@@ -57,6 +74,7 @@ impl PointIndex {
     /// Makes `entry` `key`'s indexed entry unless one at or above `version` is already there.
     /// Returns the bytes the shard's table allocated for it (non-zero when it grew).
     pub(super) fn offer(&self, hash: u64, key: &KeyBytes, version: Version, entry: Entry) -> usize {
+        let hash = mixed(hash);
         let mut table = self.shard(hash).write();
         let before = table.allocation_size();
         let wanted = key.as_slice();
@@ -85,6 +103,7 @@ impl PointIndex {
 
     /// `key`'s newest entry, if the memtable holds the key at all.
     pub(super) fn newest(&self, hash: u64, key: &[u8]) -> Option<(Version, Entry)> {
+        let hash = mixed(hash);
         let table = self.shard(hash).read();
         table
             .find(hash, |s| s.key.as_slice() == key)
@@ -102,6 +121,17 @@ impl PointIndex {
 mod tests {
     use super::*;
     use bytes::Bytes;
+
+    /// Hashes that agree in their low bits (where hashbrown picks buckets) and shard bits do
+    /// not stay together once mixed.
+    #[test]
+    fn mixing_spreads_hashes_that_share_their_low_bits() {
+        let base = 0x0123_4567_89ab_cdef_u64;
+        let buckets: std::collections::HashSet<u64> = (0..1000u64)
+            .map(|i| mixed(base ^ (i << 40)) & 0xffff)
+            .collect();
+        assert!(buckets.len() > 900, "{} distinct of 1000", buckets.len());
+    }
 
     fn entry(seqno: u64) -> Entry {
         Entry {
