@@ -490,6 +490,16 @@ impl Flusher {
             }
             // The interval bounds how old an unsynced write gets, so it counts from any sync.
             next = Instant::now() + interval;
+            // Appends that crossed the bound while the sync ran found it under way and did not
+            // ask; if they are past the bound again, go round at once.
+            let unsynced = shared
+                .appended_lsn
+                .load(Ordering::Acquire)
+                .saturating_sub(shared.synced_lsn.load(Ordering::Acquire));
+            if unsynced >= SYNC_AHEAD_BYTES && !shared.sync_ahead_asked.swap(true, Ordering::AcqRel)
+            {
+                state.sync_ahead = true;
+            }
         }
     }
 
