@@ -342,8 +342,14 @@ mod tests {
                 }
             }
         }
-        assert!(panicked >= 1 && panicked + failed == 4, "{panicked} {failed}");
-        assert!(failed >= 1, "all four led their own group: nothing was tested");
+        assert!(
+            panicked >= 1 && panicked + failed == 4,
+            "{panicked} {failed}"
+        );
+        assert!(
+            failed >= 1,
+            "all four led their own group: nothing was tested"
+        );
     }
 
     /// A leader dropped while it yields still flushes for the members of its group.
