@@ -219,7 +219,9 @@ impl Conn {
         ));
         let queued = self
             .outbox
-            .push(|buf| wire::put_response_frame(&codec, buf, id, &refused))
+            .push(wire::response_frame_size_hint(&refused), |buf| {
+                wire::put_response_frame(&codec, buf, id, &refused)
+            })
             .await;
         if let Ok(Err(e)) = queued {
             warn!(peer = self.peer, error = %e, "refusal not sent");
@@ -234,14 +236,14 @@ impl Conn {
         encode: impl FnOnce(&mut BytesMut) -> Result<usize, WireError>,
     ) -> Result<Result<usize, WireError>, OutboxClosed> {
         if size_hint < ENCODE_APART_BYTES {
-            return self.outbox.push(encode).await;
+            return self.outbox.push(size_hint, encode).await;
         }
         let mut frame = BytesMut::new();
         if let Err(e) = encode(&mut frame) {
             return Ok(Err(e));
         }
         self.outbox
-            .push(|buf| {
+            .push(frame.len(), |buf| {
                 buf.extend_from_slice(&frame);
                 Ok(frame.len())
             })
