@@ -113,8 +113,8 @@ impl Outbox {
 
     /// Waits for room for a frame of about `size_hint` bytes, then lets `put` append to the
     /// buffer and returns what it returns. `put` must append whole frames or nothing (it runs
-    /// under the outbox's lock, once). Done at the first poll when nobody waits and the frame
-    /// fits.
+    /// under the outbox's lock, once; if it panics, what it appended is cut off again). Done at
+    /// the first poll when nobody waits and the frame fits.
     pub(super) fn push<T, F: FnOnce(&mut BytesMut) -> T>(
         &self,
         size_hint: usize,
@@ -229,13 +229,44 @@ impl<T, F: FnOnce(&mut BytesMut) -> T> Future for Push<'_, F> {
             return Poll::Ready(Err(OutboxClosed));
         };
         let start = state.buf.len();
-        let out = put(&mut state.buf);
-        if state.buf.len() > start {
-            wakes.0.extend(state.writer.take());
-        }
-        // The frame may have come out smaller than its hint.
-        state.admit(cap, &mut wakes);
+        let mut append = Append {
+            state: &mut state,
+            wakes: &mut wakes,
+            cap,
+            start,
+            done: false,
+        };
+        let out = put(&mut append.state.buf);
+        append.done = true;
+        drop(append);
         Poll::Ready(Ok(out))
+    }
+}
+
+/// Ends a sender's append however its `put` ends. A `put` that panics leaves no partial frame
+/// behind (every later frame on the connection would be read out of step), and either way the
+/// writer is told of new bytes and the room left goes to the waiters, whose reservations would
+/// otherwise wait for the next take.
+struct Append<'a> {
+    state: &'a mut State,
+    wakes: &'a mut Wakes,
+    cap: usize,
+    /// The buffer's length before the frame.
+    start: usize,
+    /// `put` returned.
+    done: bool,
+}
+
+impl Drop for Append<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.state.buf.truncate(self.start);
+        }
+        if self.state.buf.len() > self.start {
+            self.wakes.0.extend(self.state.writer.take());
+        }
+        // The frame may have come out smaller than its hint, or not at all.
+        self.state.admit(self.cap, self.wakes);
     }
 }
 
@@ -492,6 +523,43 @@ mod tests {
         );
         assert_eq!(poll(&mut outbox.ready(), &sender), Poll::Ready(false));
         assert_eq!(outbox.buffered(), 0);
+    }
+
+    /// Polls `push`, whose `put` panics.
+    fn poll_panicking<F: Future + Unpin>(push: &mut F, count: &Arc<Count>) {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| poll(push, count)));
+        assert!(outcome.is_err());
+    }
+
+    fn broken(buf: &mut BytesMut) {
+        buf.extend_from_slice(&[1, 2]);
+        panic!("an encoding bug");
+    }
+
+    #[test]
+    fn a_put_that_panics_leaves_no_partial_frame_and_lets_the_next_in() {
+        let outbox = Outbox::new(10);
+        let sender = Arc::new(Count::default());
+        assert!(poll(&mut push(&outbox, 3), &sender).is_ready());
+        poll_panicking(&mut outbox.push(2, broken), &sender);
+        assert_eq!(
+            outbox.buffered(),
+            3,
+            "the two bytes of the broken frame are gone"
+        );
+        assert!(poll(&mut push(&outbox, 7), &sender).is_ready());
+        let first = Arc::new(Count::default());
+        let second = Arc::new(Count::default());
+        let mut a = outbox.push(6, broken);
+        let mut b = push(&outbox, 6);
+        assert!(poll(&mut a, &first).is_pending());
+        assert!(poll(&mut b, &second).is_pending());
+        outbox.take(&mut BytesMut::new());
+        assert_eq!((first.get(), second.get()), (1, 0));
+        poll_panicking(&mut a, &first);
+        assert_eq!(outbox.buffered(), 0);
+        assert_eq!(second.get(), 1, "the room `a` had reserved goes to `b`");
+        assert_eq!(poll(&mut b, &second), Poll::Ready(Ok(6)));
     }
 
     #[derive(Clone, Debug)]
