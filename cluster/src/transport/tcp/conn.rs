@@ -260,6 +260,22 @@ impl Conn {
     }
 }
 
+/// Refuses a request whose frame would be over `codec`'s bound, before any connection is
+/// sought for it. The size hint is only a guess, so a request guessed over the bound is
+/// encoded (apart, and only then) to be sure: one just under the bound still goes.
+pub(super) fn check_request_size(
+    codec: &FrameCodec,
+    request: &Stamped<PeerRequest>,
+) -> Result<(), TransportError> {
+    if wire::request_frame_size_hint(request) <= codec.max_frame_bytes() {
+        return Ok(());
+    }
+    match wire::put_request_frame(codec, &mut BytesMut::new(), 0, request) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(too_large(e, codec.max_frame_bytes())),
+    }
+}
+
 /// The caller's error for a request its frame could not carry.
 fn too_large(error: WireError, limit: usize) -> TransportError {
     let bytes = match error {

@@ -289,6 +289,59 @@ async fn a_request_over_the_bound_is_refused() {
     );
 }
 
+#[tokio::test]
+async fn a_request_over_the_bound_is_refused_before_dialing() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    drop(listener);
+    let mut small = config(1, SocketAddr::from(([127, 0, 0, 1], 0)));
+    small.max_frame_bytes = 1024;
+    let a = TcpTransport::bind(small, Arc::new(Echo::new(1)))
+        .await
+        .expect("bind");
+    let big = Stamped {
+        hlc: 1,
+        body: PeerRequest::Read {
+            keys: vec![(1, Bytes::from(vec![0u8; 2048]))],
+        },
+    };
+    let dead = Peer { number: 2, addr };
+    let err = a.call(dead, big, LONG).await.expect_err("too large");
+    assert!(
+        matches!(err, TransportError::TooLarge { limit: 1024, .. }),
+        "{err}"
+    );
+    let stats = a.stats();
+    assert_eq!((stats.connection_failures, stats.connections_open), (0, 0));
+}
+
+#[tokio::test]
+async fn a_request_guessed_over_the_bound_whose_frame_fits_is_sent() {
+    let limit = 1024;
+    let codec = FrameCodec::new(limit);
+    let read = |len: usize| Stamped {
+        hlc: 1,
+        body: PeerRequest::Read {
+            keys: vec![(1, Bytes::from(vec![0u8; len]))],
+        },
+    };
+    let fits = |request: &Stamped<PeerRequest>| {
+        wire::put_request_frame(&codec, &mut BytesMut::new(), 1, request).is_ok()
+    };
+    let request = (limit / 2..limit)
+        .map(read)
+        .find(|r| wire::request_frame_size_hint(r) > limit && fits(r))
+        .expect("a request whose size guess is over its frame's size");
+    let mut small = config(1, SocketAddr::from(([127, 0, 0, 1], 0)));
+    small.max_frame_bytes = limit;
+    let a = TcpTransport::bind(small, Arc::new(Echo::new(1)))
+        .await
+        .expect("bind");
+    let (b, _) = node(2).await;
+    let reply = a.call(peer(2, &b), request, LONG).await.expect("sent");
+    assert_eq!(reply.body, PeerResponse::Counts(vec![2, 1, 1]));
+}
+
 /// Connects a raw socket to `target` and does the handshake as node 99.
 async fn raw_peer(target: SocketAddr) -> TcpStream {
     let mut raw = TcpStream::connect(target).await.expect("connect");
