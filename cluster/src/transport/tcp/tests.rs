@@ -577,27 +577,42 @@ async fn a_pending_handler_does_not_block_other_requests_on_its_connection() {
     stuck.abort();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// A two-worker runtime.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+#[test]
 // Held across the calls on purpose: the lock is what blocks the handler's thread.
 #[allow(clippy::await_holding_lock)]
-async fn a_callers_deadline_fires_while_a_handler_blocks_the_reader() {
-    let (a, _) = node(1).await;
-    let (b, echo) = node(2).await;
+fn a_callers_deadline_fires_while_a_handler_blocks_the_reader() {
+    // The peer runs on a runtime of its own, as it would in its own process: with both nodes
+    // on one runtime, the worker its handler blocks may be the one that was to drive the
+    // timers, and the callers' deadlines would then never fire (the test hung most runs).
+    let peer_runtime = runtime();
+    let (b, echo) = peer_runtime.block_on(node(2));
     let target = peer(2, &b);
-    a.call(target, ask(1, 0), LONG).await.expect("connected");
-    let timeout = Duration::from_millis(100);
-    {
-        // The handler blocks b's reader thread until this guard goes: no frame on the
-        // connection is read, yet both callers hear of their deadline.
-        let _gate = echo.gate.lock();
-        let blocked = a.call(target, ask(2, BLOCK_SLOT), timeout).await;
-        assert_eq!(blocked, Err(TransportError::Timeout(timeout)));
-        let behind = a.call(target, ask(3, 0), timeout).await;
-        assert_eq!(behind, Err(TransportError::Timeout(timeout)));
-    }
-    let reply = a.call(target, ask(4, 0), LONG).await.expect("served again");
-    assert_eq!(reply.body, PeerResponse::Counts(vec![2, 1, 4]));
-    assert_eq!(a.stats().timeouts, 2);
+    runtime().block_on(async {
+        let (a, _) = node(1).await;
+        a.call(target, ask(1, 0), LONG).await.expect("connected");
+        let timeout = Duration::from_millis(100);
+        {
+            // The handler blocks b's reader thread until this guard goes: no frame on the
+            // connection is read, yet both callers hear of their deadline.
+            let _gate = echo.gate.lock();
+            let blocked = a.call(target, ask(2, BLOCK_SLOT), timeout).await;
+            assert_eq!(blocked, Err(TransportError::Timeout(timeout)));
+            let behind = a.call(target, ask(3, 0), timeout).await;
+            assert_eq!(behind, Err(TransportError::Timeout(timeout)));
+        }
+        let reply = a.call(target, ask(4, 0), LONG).await.expect("served again");
+        assert_eq!(reply.body, PeerResponse::Counts(vec![2, 1, 4]));
+        assert_eq!(a.stats().timeouts, 2);
+    });
 }
 
 /// The connection `transport` uses to `peer`, opened if need be.
