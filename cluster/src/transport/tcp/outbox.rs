@@ -63,7 +63,16 @@ impl State {
 
     /// Admits the oldest waiters while their frames fit, reserving their room, and has them
     /// woken. Stops at the first that does not fit: a later, smaller one must not overtake it.
+    #[inline]
     fn admit(&mut self, cap: usize, wakes: &mut Wakes) {
+        // Called on every push: the common case, nobody waiting, stays inline.
+        if !self.waiting.is_empty() {
+            self.admit_waiting(cap, wakes);
+        }
+    }
+
+    #[inline(never)]
+    fn admit_waiting(&mut self, cap: usize, wakes: &mut Wakes) {
         let used = self.buf.len();
         while let Some(first) = self.waiting.first_entry() {
             if used + self.reserved + first.get().need > cap {
@@ -71,7 +80,7 @@ impl State {
             }
             let waiter = first.remove();
             self.reserved += waiter.need;
-            wakes.0.push(waiter.waker);
+            wakes.senders.push(waiter.waker);
         }
     }
 
@@ -84,13 +93,24 @@ impl State {
 
 /// Wakers to wake once the outbox's lock is released. Declared before the lock guard, so it is
 /// dropped (and wakes) after the guard, on every way out of a function, unwinding included.
+/// The writer has a slot of its own: it is the one woken on the common path, which then costs
+/// no walk over an empty list (profiled: the list's drain was most of an uncontended push).
 #[derive(Default)]
-struct Wakes(Vec<Waker>);
+struct Wakes {
+    writer: Option<Waker>,
+    senders: Vec<Waker>,
+}
 
 impl Drop for Wakes {
+    #[inline]
     fn drop(&mut self) {
-        for waker in self.0.drain(..) {
-            waker.wake();
+        if let Some(writer) = self.writer.take() {
+            writer.wake();
+        }
+        if !self.senders.is_empty() {
+            for waker in std::mem::take(&mut self.senders) {
+                waker.wake();
+            }
         }
     }
 }
@@ -154,10 +174,8 @@ impl Outbox {
         state.buf = BytesMut::new();
         state.reserved = 0;
         let waiting = std::mem::take(&mut state.waiting);
-        wakes
-            .0
-            .extend(waiting.into_values().map(|waiter| waiter.waker));
-        wakes.0.extend(state.writer.take());
+        wakes.senders = waiting.into_values().map(|waiter| waiter.waker).collect();
+        wakes.writer = state.writer.take();
     }
 
     #[cfg(test)]
@@ -263,7 +281,7 @@ impl Drop for Append<'_> {
             self.state.buf.truncate(self.start);
         }
         if self.state.buf.len() > self.start {
-            self.wakes.0.extend(self.state.writer.take());
+            self.wakes.writer = self.state.writer.take();
         }
         // The frame may have come out smaller than its hint, or not at all.
         self.state.admit(self.cap, self.wakes);
