@@ -283,6 +283,9 @@ impl<H: Handler> Inner<H> {
         deadline: Instant,
         timeout: Duration,
     ) -> Result<Stamped<PeerResponse>, TransportError> {
+        // Before dialing: a request no frame can carry must not cost a connection, nor fail
+        // as unreachable when its peer is.
+        conn::check_request_size(&self.codec, &request)?;
         // With a connection open, the request is queued at this future's first poll; each
         // call keeps its own timer, so nothing on the connection can hold it past its deadline.
         let work = async {

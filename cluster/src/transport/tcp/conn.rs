@@ -219,7 +219,9 @@ impl Conn {
         ));
         let queued = self
             .outbox
-            .push(|buf| wire::put_response_frame(&codec, buf, id, &refused))
+            .push(wire::response_frame_size_hint(&refused), |buf| {
+                wire::put_response_frame(&codec, buf, id, &refused)
+            })
             .await;
         if let Ok(Err(e)) = queued {
             warn!(peer = self.peer, error = %e, "refusal not sent");
@@ -234,14 +236,14 @@ impl Conn {
         encode: impl FnOnce(&mut BytesMut) -> Result<usize, WireError>,
     ) -> Result<Result<usize, WireError>, OutboxClosed> {
         if size_hint < ENCODE_APART_BYTES {
-            return self.outbox.push(encode).await;
+            return self.outbox.push(size_hint, encode).await;
         }
         let mut frame = BytesMut::new();
         if let Err(e) = encode(&mut frame) {
             return Ok(Err(e));
         }
         self.outbox
-            .push(|buf| {
+            .push(frame.len(), |buf| {
                 buf.extend_from_slice(&frame);
                 Ok(frame.len())
             })
@@ -255,6 +257,22 @@ impl Conn {
     #[cfg(test)]
     pub(super) fn outbox(&self) -> &Outbox {
         &self.outbox
+    }
+}
+
+/// Refuses a request whose frame would be over `codec`'s bound, before any connection is
+/// sought for it. The size hint is only a guess, so a request guessed over the bound is
+/// encoded (apart, and only then) to be sure: one just under the bound still goes.
+pub(super) fn check_request_size(
+    codec: &FrameCodec,
+    request: &Stamped<PeerRequest>,
+) -> Result<(), TransportError> {
+    if wire::request_frame_size_hint(request) <= codec.max_frame_bytes() {
+        return Ok(());
+    }
+    match wire::put_request_frame(codec, &mut BytesMut::new(), 0, request) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(too_large(e, codec.max_frame_bytes())),
     }
 }
 

@@ -289,6 +289,59 @@ async fn a_request_over_the_bound_is_refused() {
     );
 }
 
+#[tokio::test]
+async fn a_request_over_the_bound_is_refused_before_dialing() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    drop(listener);
+    let mut small = config(1, SocketAddr::from(([127, 0, 0, 1], 0)));
+    small.max_frame_bytes = 1024;
+    let a = TcpTransport::bind(small, Arc::new(Echo::new(1)))
+        .await
+        .expect("bind");
+    let big = Stamped {
+        hlc: 1,
+        body: PeerRequest::Read {
+            keys: vec![(1, Bytes::from(vec![0u8; 2048]))],
+        },
+    };
+    let dead = Peer { number: 2, addr };
+    let err = a.call(dead, big, LONG).await.expect_err("too large");
+    assert!(
+        matches!(err, TransportError::TooLarge { limit: 1024, .. }),
+        "{err}"
+    );
+    let stats = a.stats();
+    assert_eq!((stats.connection_failures, stats.connections_open), (0, 0));
+}
+
+#[tokio::test]
+async fn a_request_guessed_over_the_bound_whose_frame_fits_is_sent() {
+    let limit = 1024;
+    let codec = FrameCodec::new(limit);
+    let read = |len: usize| Stamped {
+        hlc: 1,
+        body: PeerRequest::Read {
+            keys: vec![(1, Bytes::from(vec![0u8; len]))],
+        },
+    };
+    let fits = |request: &Stamped<PeerRequest>| {
+        wire::put_request_frame(&codec, &mut BytesMut::new(), 1, request).is_ok()
+    };
+    let request = (limit / 2..limit)
+        .map(read)
+        .find(|r| wire::request_frame_size_hint(r) > limit && fits(r))
+        .expect("a request whose size guess is over its frame's size");
+    let mut small = config(1, SocketAddr::from(([127, 0, 0, 1], 0)));
+    small.max_frame_bytes = limit;
+    let a = TcpTransport::bind(small, Arc::new(Echo::new(1)))
+        .await
+        .expect("bind");
+    let (b, _) = node(2).await;
+    let reply = a.call(peer(2, &b), request, LONG).await.expect("sent");
+    assert_eq!(reply.body, PeerResponse::Counts(vec![2, 1, 1]));
+}
+
 /// Connects a raw socket to `target` and does the handshake as node 99.
 async fn raw_peer(target: SocketAddr) -> TcpStream {
     let mut raw = TcpStream::connect(target).await.expect("connect");
@@ -524,27 +577,42 @@ async fn a_pending_handler_does_not_block_other_requests_on_its_connection() {
     stuck.abort();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// A two-worker runtime.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+#[test]
 // Held across the calls on purpose: the lock is what blocks the handler's thread.
 #[allow(clippy::await_holding_lock)]
-async fn a_callers_deadline_fires_while_a_handler_blocks_the_reader() {
-    let (a, _) = node(1).await;
-    let (b, echo) = node(2).await;
+fn a_callers_deadline_fires_while_a_handler_blocks_the_reader() {
+    // The peer runs on a runtime of its own, as it would in its own process: with both nodes
+    // on one runtime, the worker its handler blocks may be the one that was to drive the
+    // timers, and the callers' deadlines would then never fire (the test hung most runs).
+    let peer_runtime = runtime();
+    let (b, echo) = peer_runtime.block_on(node(2));
     let target = peer(2, &b);
-    a.call(target, ask(1, 0), LONG).await.expect("connected");
-    let timeout = Duration::from_millis(100);
-    {
-        // The handler blocks b's reader thread until this guard goes: no frame on the
-        // connection is read, yet both callers hear of their deadline.
-        let _gate = echo.gate.lock();
-        let blocked = a.call(target, ask(2, BLOCK_SLOT), timeout).await;
-        assert_eq!(blocked, Err(TransportError::Timeout(timeout)));
-        let behind = a.call(target, ask(3, 0), timeout).await;
-        assert_eq!(behind, Err(TransportError::Timeout(timeout)));
-    }
-    let reply = a.call(target, ask(4, 0), LONG).await.expect("served again");
-    assert_eq!(reply.body, PeerResponse::Counts(vec![2, 1, 4]));
-    assert_eq!(a.stats().timeouts, 2);
+    runtime().block_on(async {
+        let (a, _) = node(1).await;
+        a.call(target, ask(1, 0), LONG).await.expect("connected");
+        let timeout = Duration::from_millis(100);
+        {
+            // The handler blocks b's reader thread until this guard goes: no frame on the
+            // connection is read, yet both callers hear of their deadline.
+            let _gate = echo.gate.lock();
+            let blocked = a.call(target, ask(2, BLOCK_SLOT), timeout).await;
+            assert_eq!(blocked, Err(TransportError::Timeout(timeout)));
+            let behind = a.call(target, ask(3, 0), timeout).await;
+            assert_eq!(behind, Err(TransportError::Timeout(timeout)));
+        }
+        let reply = a.call(target, ask(4, 0), LONG).await.expect("served again");
+        assert_eq!(reply.body, PeerResponse::Counts(vec![2, 1, 4]));
+        assert_eq!(a.stats().timeouts, 2);
+    });
 }
 
 /// The connection `transport` uses to `peer`, opened if need be.
@@ -659,7 +727,8 @@ async fn a_full_outbox_makes_a_caller_wait_then_its_request_goes_in_order() {
         }
     }
     let queued = calls.len() - 1;
-    assert!(queued >= 1 && conn.outbox().buffered() >= outbox::OUTBOX_CAP);
+    let hint = crate::wire::request_frame_size_hint(&big);
+    assert!(queued >= 1 && conn.outbox().buffered() + hint > outbox::OUTBOX_CAP);
     // The peer starts reading: the writer empties the outbox and lets the waiting call in,
     // and every request arrives, in the order they were made.
     let _ = go.send(());
