@@ -8,8 +8,10 @@
 #   MSET of 10 keys (redis-benchmark -t mset) and MGET of 10 keys (a custom command line).
 # Servers alternate within every round (the order flips each round) over ROUNDS rounds; the
 # summary gives the median of each figure: requests/s, p50/p99 latency (redis-benchmark --csv)
-# and the server's CPU time per request (utime+stime from /proc/PID/stat over the run), and the
-# ratios ringkv/redis.
+# and the server's CPU time per request (utime+stime from /proc/PID/stat over the line and the
+# background work it leaves: after each line the script waits for the server to go idle, up to
+# SETTLE_MAX_S, so a line's flushes and compactions count to it and not to the next line), and
+# the ratios ringkv/redis.
 #
 # Environment:
 #   QUICK=1        a smoke run: 1 round, 20,000 requests per line (default: 3 rounds, 200,000)
@@ -17,6 +19,7 @@
 #   REQUESTS=N     requests per line at -P 1 (-P 16 lines send 4x as many)
 #   RINGKV_BIN     the ringkv binary (default: build it with cargo build --release)
 #   KEEP=1         keep the work directory (logs, raw CSV)
+#   SETTLE_MAX_S   longest wait for the server to go idle after a line (default 120)
 # Needs: redis-server, redis-benchmark, redis-cli (Debian: redis-server, redis-tools), taskset
 # (util-linux), python3 (for the summary table), 2 CPU cores.
 set -euo pipefail
@@ -124,22 +127,42 @@ stop_server() {
     SERVER_PID=
 }
 
+# settle PID: waits (up to SETTLE_MAX_S, default 120 s) until the server is idle, i.e. it used
+# at most 1 tick in each of two consecutive half-seconds, and prints its CPU ticks then.
+# *Why:* ringkv flushes and compacts after a write burst (redis has no such work); measured
+# straight after its line, that work landed in the next line's CPU and latency (a GET line
+# paid for the SET line before it). Settling charges each line with the background work it
+# caused and starts the next line on an idle server, for both servers alike.
+settle() {
+    local pid=$1 deadline=$((SECONDS + ${SETTLE_MAX_S:-120})) prev now quiet=0
+    prev=$(cpu_ticks "$pid")
+    while ((quiet < 2 && SECONDS < deadline)); do
+        sleep 0.5
+        now=$(cpu_ticks "$pid")
+        if ((now - prev <= 1)); then quiet=$((quiet + 1)); else quiet=0; fi
+        prev=$now
+    done
+    echo "$prev"
+}
+
 # run_line SERVER ROUND PORT LINE REQUESTS redis-benchmark-args...
 run_line() {
     local server=$1 round=$2 port=$3 line=$4 requests=$5
     shift 5
-    local before after csv
+    local before during after csv
     before=$(cpu_ticks "$SERVER_PID")
     csv=$(taskset -c "$BENCH_CPU" redis-benchmark -p "$port" -c "$CLIENTS" -n "$requests" \
         -r "$KEYSPACE" --csv "$@" 2>/dev/null | tail -n 1)
-    after=$(cpu_ticks "$SERVER_PID")
+    during=$(($(cpu_ticks "$SERVER_PID") - before))
+    # CPU of the line: while it ran, plus the background work it left (see settle).
+    after=$(settle "$SERVER_PID")
     # "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
     IFS=, read -r _ rps _ _ p50 _ p99 _ <<<"${csv//\"/}"
     [[ -n $rps && -n $p99 ]] || { echo "error: no CSV from redis-benchmark for $line: $csv" >&2; exit 1; }
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$round" "$line" "$rps" "$p50" "$p99" \
         "$((after - before))" "$requests" >>"$RESULTS"
-    printf '  %-7s %-12s %12s req/s  p50 %6s ms  p99 %6s ms  cpu %5s ticks\n' \
-        "$server" "$line" "$rps" "$p50" "$p99" "$((after - before))" >&2
+    printf '  %-7s %-12s %12s req/s  p50 %6s ms  p99 %6s ms  cpu %5s ticks (%s after the line)\n' \
+        "$server" "$line" "$rps" "$p50" "$p99" "$((after - before))" "$((after - before - during))" >&2
 }
 
 run_server() {
@@ -182,7 +205,7 @@ def median(server, line, key):
             else:
                 values.append(float(r[key]))
     return statistics.median(values)
-print("medians over %d round(s); cpu = server utime+stime per request"
+print("medians over %d round(s); cpu = server utime+stime per request, the line's background work included"
       % len({r["round"] for r in rows}))
 header = ("line", "ringkv req/s", "redis req/s", "ratio", "ringkv p50/p99 ms",
           "redis p50/p99 ms", "ringkv cpu us", "redis cpu us", "cpu ratio")
