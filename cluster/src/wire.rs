@@ -151,7 +151,8 @@ pub fn response_frame_size_hint(message: &Stamped<PeerResponse>) -> usize {
 
 /// Appends the [`FrameKind::Request`] frame of `message` for `request_id` to `dst`, encoding
 /// the message in place (the same bytes as [`encode_request`] framed by
-/// [`FrameCodec::encode_ref`]). Returns the frame's size.
+/// [`FrameCodec::encode_ref`]). Returns the frame's size. Reserves nothing: a caller that
+/// knows the frame's size hint reserves it (the transport's outbox does, once per frame).
 ///
 /// # Errors
 /// [`WireError::FrameSize`] when the frame is over `codec`'s bound (`dst` is left as it was).
@@ -161,7 +162,6 @@ pub fn put_request_frame(
     request_id: u64,
     message: &Stamped<PeerRequest>,
 ) -> Result<usize, WireError> {
-    dst.reserve(request_frame_size_hint(message));
     codec.encode_with(dst, FrameKind::Request, request_id, |out| {
         message::put_stamped_request(out, message)
     })
@@ -178,7 +178,6 @@ pub fn put_response_frame(
     request_id: u64,
     message: &Stamped<PeerResponse>,
 ) -> Result<usize, WireError> {
-    dst.reserve(response_frame_size_hint(message));
     codec.encode_with(dst, FrameKind::Response, request_id, |out| {
         message::put_stamped_response(out, message)
     })

@@ -285,12 +285,13 @@ impl<H: Handler> Inner<H> {
     ) -> Result<Stamped<PeerResponse>, TransportError> {
         // Before dialing: a request no frame can carry must not cost a connection, nor fail
         // as unreachable when its peer is.
-        conn::check_request_size(&self.codec, &request)?;
+        let size_hint = wire::request_frame_size_hint(&request);
+        conn::check_request_size(&self.codec, &request, size_hint)?;
         // With a connection open, the request is queued at this future's first poll; each
         // call keeps its own timer, so nothing on the connection can hold it past its deadline.
         let work = async {
             let conn = self.connection(peer, deadline).await?;
-            conn.request(&request).await
+            conn.request(&request, size_hint).await
         };
         match tokio::time::timeout_at(deadline, work).await {
             Ok(outcome) => outcome,

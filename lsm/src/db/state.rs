@@ -1,14 +1,13 @@
 //! The engine's current shape: which memtables and which tables a read must consult.
 //!
 //! Owns [`SuperVersion`] (an immutable, reference-counted view swapped atomically on every
-//! memtable switch, flush and compaction), [`TableSet`] and [`TableHandle`] (which remembers its
-//! open reader, so a point read does not look the table up in the table cache). A reader clones the
+//! memtable switch, flush and compaction), [`TableSet`] and [`TableHandle`]. A reader clones the
 //! current `Arc<SuperVersion>` and works from it without locks; whatever it references stays
 //! alive (and on disk) until the reader drops it. Must never be mutated in place.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::Arc;
 
 use tracing::warn;
 
@@ -25,10 +24,6 @@ pub(crate) struct TableHandle {
     path: PathBuf,
     obsolete: AtomicBool,
     table_cache: Arc<TableCache>,
-    /// The reader the table cache handed out first. Weak, so the cache alone still bounds how
-    /// many files are open: once it evicts the reader (and no read holds it), this no longer
-    /// upgrades and reads go through the cache again.
-    open: OnceLock<Weak<SsTable>>,
 }
 
 impl TableHandle {
@@ -38,24 +33,18 @@ impl TableHandle {
             path,
             obsolete: AtomicBool::new(false),
             table_cache,
-            open: OnceLock::new(),
         })
     }
 
-    /// The open table: the remembered reader if it is still open, else from the table cache
-    /// (opening the file on a miss).
+    /// The open table, from the table cache (opening the file on a miss). Every read goes
+    /// through the cache, not a reader remembered here: the cache's eviction bounds open files
+    /// and must see which tables are read (a reader remembered outside it looked unused and was
+    /// evicted first once there were more tables than `max_open_tables`).
     ///
     /// # Errors
     /// As [`TableCache::get`].
     pub(crate) fn table(&self) -> Result<Arc<SsTable>> {
-        if let Some(table) = self.open.get().and_then(Weak::upgrade) {
-            return Ok(table);
-        }
-        let table = self.table_cache.get(&self.meta)?;
-        // Set once: a reader evicted from the cache stays reachable through it only while
-        // something else holds it, after which this path serves every read, as before.
-        let _ = self.open.set(Arc::downgrade(&table));
-        Ok(table)
+        self.table_cache.get(&self.meta)
     }
 
     /// Marks the table for deletion once no view references it.
@@ -150,56 +139,5 @@ impl SuperVersion {
             .filter(|m| !m.is_empty())
             .map(|m| m.min_hlc())
             .min()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use bytes::Bytes;
-
-    use super::*;
-    use crate::cache::BlockCache;
-    use crate::dir::table_path;
-    use crate::options::Options;
-    use crate::record::{Entry, Version};
-    use crate::sstable::builder::SsTableBuilder;
-    use crate::sstable::LookupKey;
-    use crate::stats::Counters;
-
-    #[test]
-    fn a_handle_reuses_its_open_reader_and_reopens_after_eviction() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir_all(dir.path().join("tables")).expect("mkdir");
-        let counters = Arc::new(Counters::default());
-        let blocks = Arc::new(BlockCache::new(1 << 20, Arc::clone(&counters)));
-        let cache = Arc::new(TableCache::new(dir.path(), 8, blocks, counters));
-        let path = table_path(dir.path(), 3);
-        let mut b = SsTableBuilder::create(&path, 3, &Options::default()).expect("create");
-        let e = Entry {
-            seqno: 1,
-            expire_at_ms: 0,
-            value: Some(Bytes::from_static(b"v")),
-        };
-        b.add(b"k", Version::new(5, 0), &e).expect("add");
-        let meta = b.finish().expect("finish");
-        let handle = TableHandle::new(meta.clone(), path, Arc::clone(&cache));
-
-        let first = handle.table().expect("opens");
-        let again = handle.table().expect("remembered");
-        assert!(Arc::ptr_eq(&first, &again));
-        assert!(Arc::ptr_eq(&first, &cache.get(&meta).expect("cached")));
-
-        // Evicted and no longer held: the remembered reader is gone, the cache reopens.
-        cache.evict(3);
-        drop((first, again));
-        let reopened = handle.table().expect("reopens through the cache");
-        let found = reopened
-            .get(&LookupKey::new(b"k"), u64::MAX)
-            .expect("reads");
-        assert_eq!(found.map(|(v, _)| v), Some(Version::new(5, 0)));
-        assert!(Arc::ptr_eq(
-            &reopened,
-            &handle.table().expect("cached again")
-        ));
     }
 }

@@ -170,7 +170,9 @@ impl Conn {
     /// Sends `request` (encoded into the outbox at the first poll, unless the outbox is full)
     /// and waits for its response, with no deadline of its own: the caller bounds it, and
     /// dropping this future removes the pending entry.
-    pub(super) async fn request(&self, request: &Stamped<PeerRequest>) -> Reply {
+    /// `size_hint` is [`wire::request_frame_size_hint`] of `request`, worked out once by the
+    /// caller (it walks every record).
+    pub(super) async fn request(&self, request: &Stamped<PeerRequest>, size_hint: usize) -> Reply {
         let id = self.next_request.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.pending.lock().insert(id, tx);
@@ -185,7 +187,7 @@ impl Conn {
         }
         let codec = self.codec;
         let queued = self
-            .push_frame(wire::request_frame_size_hint(request), |buf| {
+            .push_frame(size_hint, |buf| {
                 wire::put_request_frame(&codec, buf, id, request)
             })
             .await;
@@ -238,7 +240,7 @@ impl Conn {
         if size_hint < ENCODE_APART_BYTES {
             return self.outbox.push(size_hint, encode).await;
         }
-        let mut frame = BytesMut::new();
+        let mut frame = BytesMut::with_capacity(size_hint);
         if let Err(e) = encode(&mut frame) {
             return Ok(Err(e));
         }
@@ -266,8 +268,9 @@ impl Conn {
 pub(super) fn check_request_size(
     codec: &FrameCodec,
     request: &Stamped<PeerRequest>,
+    size_hint: usize,
 ) -> Result<(), TransportError> {
-    if wire::request_frame_size_hint(request) <= codec.max_frame_bytes() {
+    if size_hint <= codec.max_frame_bytes() {
         return Ok(());
     }
     match wire::put_request_frame(codec, &mut BytesMut::new(), 0, request) {

@@ -254,6 +254,9 @@ impl<T, F: FnOnce(&mut BytesMut) -> T> Future for Push<'_, F> {
             start,
             done: false,
         };
+        // Room for the frame at once, from the hint the sender was admitted with, so the
+        // encoding does not grow the buffer step by step.
+        append.state.buf.reserve(this.need);
         let out = put(&mut append.state.buf);
         append.done = true;
         drop(append);

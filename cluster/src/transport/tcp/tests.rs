@@ -716,10 +716,11 @@ async fn a_full_outbox_makes_a_caller_wait_then_its_request_goes_in_order() {
     // queued until the outbox is over its cap, and the next caller has to wait.
     let mut calls = Vec::new();
     let mut cx = Context::from_waker(Waker::noop());
+    let hint = crate::wire::request_frame_size_hint(&big);
     loop {
         assert!(calls.len() < 16, "the outbox never filled");
         let before = conn.outbox().buffered();
-        let mut call = Box::pin(conn.request(&big));
+        let mut call = Box::pin(conn.request(&big, hint));
         assert!(call.as_mut().poll(&mut cx).is_pending());
         calls.push(call);
         if conn.outbox().buffered() == before {
@@ -727,7 +728,6 @@ async fn a_full_outbox_makes_a_caller_wait_then_its_request_goes_in_order() {
         }
     }
     let queued = calls.len() - 1;
-    let hint = crate::wire::request_frame_size_hint(&big);
     assert!(queued >= 1 && conn.outbox().buffered() + hint > outbox::OUTBOX_CAP);
     // The peer starts reading: the writer empties the outbox and lets the waiting call in,
     // and every request arrives, in the order they were made.
