@@ -265,6 +265,23 @@ mod tests {
         }]
     }
 
+    /// `n` tasks that each write a record and wait for its flush group.
+    fn writers(
+        storage: &Arc<Counting>,
+        groups: &Arc<FlushGroups>,
+        n: u64,
+    ) -> tokio::task::JoinSet<Result<(), ClusterError>> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..n {
+            let (storage, groups) = (Arc::clone(storage), Arc::clone(groups));
+            tasks.spawn(async move {
+                storage.write_buffered(record(i)).expect("write");
+                groups.flush(&*storage).await
+            });
+        }
+        tasks
+    }
+
     /// Writers that are ready together share flushes, and each returns only after one.
     #[tokio::test(flavor = "current_thread")]
     async fn concurrent_writers_share_a_flush() {
@@ -298,14 +315,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let storage = Arc::new(Counting::over(dir.path(), true));
         let groups = Arc::new(FlushGroups::default());
-        let mut tasks = tokio::task::JoinSet::new();
-        for i in 0..4u64 {
-            let (storage, groups) = (Arc::clone(&storage), Arc::clone(&groups));
-            tasks.spawn(async move {
-                storage.write_buffered(record(i)).expect("write");
-                groups.flush(&*storage).await
-            });
-        }
+        let mut tasks = writers(&storage, &groups, 4);
         while let Some(joined) = tasks.join_next().await {
             let err = joined.expect("task").expect_err("the flush failed");
             assert!(err.to_string().contains("disk on fire"), "{err}");
@@ -322,14 +332,7 @@ mod tests {
             ..Counting::over(dir.path(), false)
         });
         let groups = Arc::new(FlushGroups::default());
-        let mut tasks = tokio::task::JoinSet::new();
-        for i in 0..4u64 {
-            let (storage, groups) = (Arc::clone(&storage), Arc::clone(&groups));
-            tasks.spawn(async move {
-                storage.write_buffered(record(i)).expect("write");
-                groups.flush(&*storage).await
-            });
-        }
+        let mut tasks = writers(&storage, &groups, 4);
         let (mut panicked, mut failed) = (0, 0);
         while let Some(joined) = tasks.join_next().await {
             match joined {
