@@ -29,6 +29,7 @@ mod manifest;
 mod memtable;
 mod options;
 mod record;
+mod row_cache;
 mod sstable;
 mod stats;
 mod wal;
