@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::db::state::SuperVersion;
+use crate::db::state::{SuperVersion, TableHandle};
 use crate::db::DbInner;
 use crate::error::Result;
 use crate::iter::concat::LevelIter;
@@ -40,6 +40,12 @@ impl DbInner {
         // One hash serves the memtables' point indexes and every table's bloom filter.
         let lookup = LookupKey::new(key);
         let mut best = memtables_get(view.memtables(), key, lookup.hash(), seqno);
+        let floor = best.as_ref().map(|(version, _)| *version);
+        // A key the memtables answered with a version no table can beat (a recent write)
+        // needs neither the tables nor the row cache.
+        if floor.is_some_and(|floor| !tables_may_beat(view, key, floor)) {
+            return Ok(best.map(|(version, entry)| entry.into_record(version)));
+        }
         let use_cache = latest && self.row_cache.enabled();
         if use_cache {
             match self.row_cache.get(key) {
@@ -56,7 +62,6 @@ impl DbInner {
                 None => {}
             }
         }
-        let floor = best.as_ref().map(|(version, _)| *version);
         let (answer, complete) = self.tables_get(view, key, &lookup, seqno, floor)?;
         if use_cache && complete {
             self.row_cache.fill(key, view.tables_epoch, &answer);
@@ -83,17 +88,7 @@ impl DbInner {
         let mut complete = true;
         let mut probed = 0u64;
         for (level, tables) in view.tables.levels.iter().enumerate() {
-            let candidates: &[_] = if level == 0 {
-                tables
-            } else {
-                // Non-overlapping and sorted: at most one table can hold the key.
-                let at = tables.partition_point(|t| t.meta.max_key.as_ref() < key);
-                match tables.get(at) {
-                    Some(_) => &tables[at..at + 1],
-                    None => &[],
-                }
-            };
-            for handle in candidates {
+            for handle in candidates(level, tables, key) {
                 let meta = &handle.meta;
                 // The version checks first: once a newer record is found they skip most
                 // tables with one integer comparison, before two key comparisons.
@@ -173,6 +168,36 @@ impl DbInner {
             mode,
         ))
     }
+}
+
+/// The tables of `level` that can hold `key` by key range alone (L0: all of them).
+fn candidates<'a>(
+    level: usize,
+    tables: &'a [Arc<TableHandle>],
+    key: &[u8],
+) -> &'a [Arc<TableHandle>] {
+    if level == 0 {
+        return tables;
+    }
+    // Non-overlapping and sorted: at most one table can hold the key.
+    let at = tables.partition_point(|t| t.meta.max_key.as_ref() < key);
+    match tables.get(at) {
+        Some(_) => &tables[at..at + 1],
+        None => &[],
+    }
+}
+
+/// Whether some table of `view` may hold a version of `key` above `floor`.
+fn tables_may_beat(view: &SuperVersion, key: &[u8], floor: Version) -> bool {
+    view.tables
+        .levels
+        .iter()
+        .enumerate()
+        .any(|(level, tables)| {
+            candidates(level, tables, key)
+                .iter()
+                .any(|t| t.meta.max_version > floor && t.meta.may_contain_key(key))
+        })
 }
 
 /// The highest version of `key` visible at `seqno` in `memtables` (newest first).
