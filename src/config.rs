@@ -68,6 +68,10 @@ pub struct Flags {
     /// Threads serving clients [default: the number of CPUs].
     #[arg(long, env = "RINGKV_WORKER_THREADS", value_name = "N")]
     pub worker_threads: Option<usize>,
+    /// Bytes of the storage engine's row cache (recent point reads' answers), 0 = off
+    /// [default: 128 MiB].
+    #[arg(long, env = "RINGKV_ROW_CACHE_BYTES", value_name = "BYTES")]
+    pub row_cache_bytes: Option<usize>,
     /// Default read consistency of a new connection [default: QUORUM].
     #[arg(long, env = "RINGKV_READ_CONSISTENCY", value_name = "LEVEL")]
     pub read_consistency: Option<String>,
@@ -138,6 +142,7 @@ pub struct FileConfig {
     maxclients: Option<usize>,
     timeout: Option<u64>,
     worker_threads: Option<usize>,
+    row_cache_bytes: Option<usize>,
     read_consistency: Option<String>,
     write_consistency: Option<String>,
     bus_port: Option<u16>,
@@ -229,6 +234,8 @@ pub struct Config {
     pub timeout_secs: u64,
     /// Threads serving clients.
     pub worker_threads: usize,
+    /// The engine's row cache budget, if set (otherwise the engine's default).
+    pub row_cache_bytes: Option<usize>,
     /// Default consistency of new connections.
     pub consistency: Consistency,
     /// Bus port for peers and gossip (0: any free port, only when `port` is 0 too or it was
@@ -402,6 +409,7 @@ impl Config {
             maxclients,
             timeout_secs: flags.timeout.or(file.timeout).unwrap_or(0),
             worker_threads,
+            row_cache_bytes: flags.row_cache_bytes.or(file.row_cache_bytes),
             consistency: Consistency { read, write },
             bus_port,
             seeds,

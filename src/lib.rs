@@ -78,7 +78,10 @@ pub async fn run(
             interval_ms: config.fsync_interval_ms,
         },
     };
-    let engine = ringkv_lsm::Options::default().with_fsync(fsync);
+    let mut engine = ringkv_lsm::Options::default().with_fsync(fsync);
+    if let Some(bytes) = config.row_cache_bytes {
+        engine = engine.with_row_cache_bytes(bytes);
+    }
     let local_addr = listener.local_addr().ok();
     let client_port = local_addr.map_or(config.port, |a| a.port());
     let announced = SocketAddr::new(config.announce_ip, client_port);

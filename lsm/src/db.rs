@@ -9,6 +9,8 @@ mod compact;
 mod flush;
 mod max_hlc;
 mod read;
+#[cfg(test)]
+mod row_cache_tests;
 mod state;
 mod worker;
 mod write;
@@ -30,6 +32,7 @@ use crate::manifest::Manifest;
 use crate::memtable::Memtable;
 use crate::options::Options;
 use crate::record::{Entry, InternalKey, Record};
+use crate::row_cache::RowCache;
 use crate::stats::{Counters, LevelStats, Stats};
 use crate::wal::{self, Wal};
 
@@ -66,6 +69,8 @@ pub(crate) struct DbInner {
     pub(crate) counters: Arc<Counters>,
     pub(crate) table_cache: Arc<TableCache>,
     pub(crate) block_cache: Arc<BlockCache>,
+    /// The tables' answers of recent point reads; every table-set change keeps it right.
+    pub(crate) row_cache: RowCache,
     pub(crate) wal: Wal,
     /// Writers waiting for a group-commit leader.
     pub(crate) write_queue: write::WriteQueue,
@@ -195,8 +200,10 @@ impl Db {
             "engine opened"
         );
 
+        let row_cache = RowCache::new(opts.row_cache_bytes, Arc::clone(&counters));
         let inner = Arc::new(DbInner {
             dir,
+            row_cache,
             counters,
             table_cache,
             block_cache,
@@ -207,6 +214,7 @@ impl Db {
                 active,
                 immutables,
                 tables: Arc::new(tables),
+                tables_epoch: 0,
             })),
             manifest: Mutex::new(manifest),
             visible_seqno: AtomicU64::new(last_seqno),
@@ -294,7 +302,7 @@ impl Db {
         self.inner.check_open()?;
         let view = self.inner.view();
         let seqno = self.inner.visible_seqno.load(Ordering::Acquire);
-        self.inner.get_at(&view, key, seqno)
+        self.inner.get_at(&view, key, seqno, true)
     }
 
     /// The winning record of each of `keys`, in order: [`Db::get_record`] for every key, but
@@ -310,7 +318,7 @@ impl Db {
         let view = self.inner.view();
         let seqno = self.inner.visible_seqno.load(Ordering::Acquire);
         keys.iter()
-            .map(|key| self.inner.get_at(&view, key, seqno))
+            .map(|key| self.inner.get_at(&view, key, seqno, true))
             .collect()
     }
 
@@ -392,6 +400,7 @@ impl Db {
         stats.immutable_memtables = view.immutables.len();
         stats.wal_bytes_on_disk = self.inner.wal.bytes_on_disk();
         stats.block_cache_bytes = self.inner.block_cache.used_bytes();
+        stats.row_cache_bytes = self.inner.row_cache.used_bytes();
         stats
     }
 
@@ -541,7 +550,8 @@ impl Snapshot {
     /// # Errors
     /// I/O and corruption errors.
     pub fn get_record(&self, key: &[u8]) -> Result<Option<Record>> {
-        self.inner.get_at(&self.view, key, self.seqno)
+        // Not through the row cache: it may hold records newer than the snapshot.
+        self.inner.get_at(&self.view, key, self.seqno, false)
     }
 
     /// Live records in `(start, end)` as of the snapshot.

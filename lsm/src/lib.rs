@@ -7,7 +7,9 @@
 //! ([`compaction`]) merges tables down through levels L1..Ln, keeping only the winning version
 //! of each key, turning expired values into tombstones and dropping what is dead. The
 //! [`manifest`] is the atomic record of which tables form each level. Reads merge the
-//! memtables and the tables ([`iter`]), newest data first, and keep the highest version.
+//! memtables and the tables ([`iter`]), newest data first, and keep the highest version. A
+//! point read remembers the tables' answer in the row cache ([`row_cache`]), so reading the key
+//! again skips the tables until a flush or compaction changes that answer.
 //!
 //! Versions, not arrival order, decide which write of a key wins (see [`Version`]): replicas
 //! receive old writes late (hints, repair), and the engine resolves them by version.
@@ -29,6 +31,7 @@ mod manifest;
 mod memtable;
 mod options;
 mod record;
+mod row_cache;
 mod sstable;
 mod stats;
 mod wal;

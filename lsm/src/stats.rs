@@ -46,6 +46,10 @@ pub(crate) struct Counters {
     pub block_cache_hits: AtomicU64,
     /// Block cache misses (a block read from disk).
     pub block_cache_misses: AtomicU64,
+    /// Row cache hits (point reads answered without the tables).
+    pub row_cache_hits: AtomicU64,
+    /// Row cache misses (point reads that asked the tables).
+    pub row_cache_misses: AtomicU64,
     /// Times a writer had to wait for a flush or compaction.
     pub write_stalls: AtomicU64,
     /// Total microseconds writers spent stalled.
@@ -129,6 +133,12 @@ pub struct Stats {
     pub block_cache_misses: u64,
     /// Bytes of decoded blocks held by the block cache.
     pub block_cache_bytes: u64,
+    /// Row cache hits.
+    pub row_cache_hits: u64,
+    /// Row cache misses.
+    pub row_cache_misses: u64,
+    /// Bytes held by the row cache (keys, values and per-entry overhead).
+    pub row_cache_bytes: u64,
     /// Writer stalls.
     pub write_stalls: u64,
     /// Microseconds writers spent stalled.
@@ -156,6 +166,8 @@ impl Stats {
             bloom_false_positives: load(&c.bloom_false_positives),
             block_cache_hits: load(&c.block_cache_hits),
             block_cache_misses: load(&c.block_cache_misses),
+            row_cache_hits: load(&c.row_cache_hits),
+            row_cache_misses: load(&c.row_cache_misses),
             write_stalls: load(&c.write_stalls),
             write_stall_micros: load(&c.write_stall_micros),
             ..Self::default()

@@ -3,9 +3,10 @@
 //!
 //! The operations cover what the engine promises: versioned puts (late older versions, equal
 //! versions re-delivered with the same payload), expiring values, tombstones, atomic batches,
-//! point reads, range scans with every kind of bound in both read modes, snapshots read after
+//! point reads (single and batched), range scans with every kind of bound in both read modes, snapshots read after
 //! more writes, flushes, compactions, clock moves and close/reopen (clean and by drop). Sizes
-//! are tiny so that flushes and compactions really happen within a case.
+//! are tiny so that flushes and compactions really happen within a case. The row cache is
+//! off, tiny (a few entries, so evictions interleave with every table change) or roomy.
 //!
 //! The one place the model is lenient is garbage collection (DESIGN.md, "Storage keys and
 //! versions"): an expired value may come back from `get_record` as a tombstone of the same
@@ -110,6 +111,8 @@ enum Op {
     Batch(Vec<WriteSpec>),
     Get(u8),
     GetRecord(u8),
+    /// `get_records` of these keys (repeats allowed), checked key by key.
+    GetMany(Vec<u8>),
     Range {
         start: BoundSpec,
         end: BoundSpec,
@@ -140,6 +143,7 @@ struct Case {
     block_bytes: usize,
     compression: Compression,
     background_work: bool,
+    row_cache_bytes: usize,
     ops: Vec<Op>,
 }
 
@@ -178,6 +182,7 @@ impl fmt::Debug for Op {
             Op::Batch(ws) => write!(f, "Op::Batch({})", writes_src(ws)),
             Op::Get(n) => write!(f, "Op::Get({n})"),
             Op::GetRecord(n) => write!(f, "Op::GetRecord({n})"),
+            Op::GetMany(ns) => write!(f, "Op::GetMany(vec!{ns:?})"),
             Op::Range { start, end, all } => write!(
                 f,
                 "Op::Range {{ start: {}, end: {}, all: {all} }}",
@@ -210,8 +215,12 @@ impl fmt::Debug for Case {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "Case {{\n    gc_grace_ms: {},\n    block_bytes: {},\n    compression: Compression::{:?},\n    background_work: {},\n    ops: vec![",
-            self.gc_grace_ms, self.block_bytes, self.compression, self.background_work
+            "Case {{\n    gc_grace_ms: {},\n    block_bytes: {},\n    compression: Compression::{:?},\n    background_work: {},\n    row_cache_bytes: {},\n    ops: vec![",
+            self.gc_grace_ms,
+            self.block_bytes,
+            self.compression,
+            self.background_work,
+            self.row_cache_bytes
         )?;
         for op in &self.ops {
             writeln!(f, "        {op:?},")?;
@@ -487,6 +496,33 @@ fn check_get_record(
     Ok(())
 }
 
+/// A batched read: each answer must be what `get_record` may answer for its key.
+fn check_get_many(
+    db: &Db,
+    model: &Model,
+    ns: &[u8],
+    now_ms: u64,
+    ctx: &str,
+) -> Result<(), TestCaseError> {
+    let names: Vec<Vec<u8>> = ns.iter().map(|n| key_bytes(*n)).collect();
+    let keys: Vec<&[u8]> = names.iter().map(Vec::as_slice).collect();
+    let got = db
+        .get_records(&keys)
+        .map_err(|e| fail(format!("{ctx}: get_records: {e}")))?;
+    prop_assert_eq!(got.len(), keys.len());
+    for (n, got) in ns.iter().zip(&got) {
+        let want = model.winners.get(&key_bytes(*n));
+        if !record_ok(model, want, got.as_ref(), now_ms) {
+            return Err(fail(format!(
+                "{ctx}: get_records key-{n:03} at now={now_ms}: engine {} model {}",
+                show(got),
+                show(&want.cloned()),
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn check_range(
     r: &dyn Reader,
     model: &Model,
@@ -599,6 +635,7 @@ fn options_for(case: &Case, clock: &TestClock) -> Options {
         gc_grace_ms: case.gc_grace_ms,
         compression: case.compression,
         background_work: case.background_work,
+        row_cache_bytes: case.row_cache_bytes,
         ..tiny_options(clock, case.block_bytes)
     }
 }
@@ -663,6 +700,7 @@ fn run(case: &Case) -> Result<(), TestCaseError> {
             }
             Op::Get(n) => check_get(d, &model, *n, now, &ctx)?,
             Op::GetRecord(n) => check_get_record(d, &model, *n, now, &ctx)?,
+            Op::GetMany(ns) => check_get_many(d, &model, ns, now, &ctx)?,
             Op::Range { start, end, all } => check_range(d, &model, start, end, *all, now, &ctx)?,
             Op::Snapshot {
                 writes,
@@ -763,6 +801,7 @@ fn op() -> impl Strategy<Value = Op> {
         5 => prop::collection::vec(write_spec(), 1..8).prop_map(Op::Batch),
         8 => (0..KEYS).prop_map(Op::Get),
         8 => (0..KEYS).prop_map(Op::GetRecord),
+        4 => prop::collection::vec(0..KEYS, 0..12).prop_map(Op::GetMany),
         6 => (bound_spec(), bound_spec(), any::<bool>())
             .prop_map(|(start, end, all)| Op::Range { start, end, all }),
         3 => (
@@ -792,14 +831,19 @@ fn case(background_work: bool) -> impl Strategy<Value = Case> {
         256usize..=1024,
         prop_oneof![Just(Compression::Lz4), Just(Compression::None)],
         prop::collection::vec(op(), 1..400),
+        // Off, tiny (a handful of entries: evictions everywhere) or holding every key.
+        prop_oneof![1 => Just(0usize), 2 => 300usize..2_000, 2 => Just(1usize << 20)],
     )
-        .prop_map(move |(gc_grace_ms, block_bytes, compression, ops)| Case {
-            gc_grace_ms,
-            block_bytes,
-            compression,
-            background_work,
-            ops,
-        })
+        .prop_map(
+            move |(gc_grace_ms, block_bytes, compression, ops, row_cache_bytes)| Case {
+                gc_grace_ms,
+                block_bytes,
+                compression,
+                background_work,
+                row_cache_bytes,
+                ops,
+            },
+        )
 }
 
 /// Cases per proptest: `PROPTEST_CASES` if set, else `default` (sized for < 60 s in debug on
@@ -847,6 +891,7 @@ fn tombstone_hides_older_value_through_maintenance() {
             block_bytes: 256,
             compression: Compression::Lz4,
             background_work: false,
+            row_cache_bytes: 1 << 20,
             ops: vec![
                 Op::Put(spec(3, Kind::Value)),
                 Op::Flush,
@@ -857,6 +902,7 @@ fn tombstone_hides_older_value_through_maintenance() {
                 Op::Compact,
                 Op::Get(7),
                 Op::GetRecord(7),
+                Op::GetMany(vec![7, 3, 7]),
                 Op::Reopen { clean: true },
                 Op::Get(7),
             ],

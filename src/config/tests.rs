@@ -36,6 +36,29 @@ fn defaults_are_a_local_node() {
     assert_eq!(config.gossip_interval_ms, 500);
     assert_eq!(config.phi_threshold, 8.0);
     assert_eq!(config.join_wait_ms, 2000);
+    assert_eq!(config.row_cache_bytes, None, "the engine's default");
+}
+
+#[test]
+fn the_row_cache_budget_comes_from_the_flag_or_the_file() {
+    let (_dir, path) = toml_file("row_cache_bytes = 0\n");
+    let from_file = Flags {
+        config: Some(path.clone()),
+        ..Flags::default()
+    };
+    assert_eq!(
+        Config::load(from_file).expect("load").row_cache_bytes,
+        Some(0)
+    );
+    let flag = Flags {
+        config: Some(path),
+        row_cache_bytes: Some(1 << 20),
+        ..Flags::default()
+    };
+    assert_eq!(
+        Config::load(flag).expect("load").row_cache_bytes,
+        Some(1 << 20)
+    );
 }
 
 #[test]

@@ -57,7 +57,25 @@ pub(crate) struct CompactionStream {
     key_settled: bool,
     /// Whether an entry of the current key has been yielded already.
     key_emitted: bool,
+    /// Keys whose record got a verdict other than keep, if asked for: their answer may differ
+    /// after the compaction (the row cache forgets them). `None` once more than
+    /// [`MAX_CHANGED_KEYS`] were seen or when not asked for; see [`CompactionStream::changed`].
+    changed: Option<Vec<Bytes>>,
+    changed_overflow: bool,
     stats: StreamStats,
+}
+
+/// Most changed keys a stream lists; past that it only says "many" (the row cache is then
+/// cleared instead, cheaper than holding every key of a compaction that purges a lot).
+const MAX_CHANGED_KEYS: usize = 100_000;
+
+/// Which keys' records a compaction removed or rewrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ChangedKeys {
+    /// Exactly these (possibly none).
+    These(Vec<Bytes>),
+    /// Too many to list, or not tracked.
+    Many,
 }
 
 impl CompactionStream {
@@ -82,7 +100,34 @@ impl CompactionStream {
             key: None,
             key_settled: false,
             key_emitted: false,
+            changed: None,
+            changed_overflow: false,
             stats: StreamStats::default(),
+        }
+    }
+
+    /// Lists the keys whose record is removed or rewritten, for [`CompactionStream::changed`].
+    pub(crate) fn with_changed_keys(mut self) -> Self {
+        self.changed = Some(Vec::new());
+        self
+    }
+
+    /// The keys whose records this stream removed or rewrote as tombstones so far
+    /// ([`ChangedKeys::Many`] if not asked for with [`CompactionStream::with_changed_keys`]).
+    pub(crate) fn changed(&mut self) -> ChangedKeys {
+        match self.changed.take() {
+            Some(keys) if !self.changed_overflow => ChangedKeys::These(keys),
+            _ => ChangedKeys::Many,
+        }
+    }
+
+    fn note_changed(&mut self) {
+        if let (Some(keys), Some(key)) = (self.changed.as_mut(), self.key.as_ref()) {
+            if keys.len() < MAX_CHANGED_KEYS {
+                keys.push(key.clone());
+            } else {
+                self.changed_overflow = true;
+            }
         }
     }
 
@@ -136,9 +181,11 @@ impl CompactionStream {
                     Verdict::Keep => {}
                     Verdict::Remove => {
                         self.stats.removed += 1;
+                        self.note_changed();
                         continue;
                     }
                     Verdict::ToTombstone => {
+                        self.note_changed();
                         entry.value = None;
                         self.stats.expired_to_tombstone += 1;
                     }
@@ -355,7 +402,7 @@ mod tests {
             item("d", v(1), tomb(4, 0)),   // deleted at 1 ms: past grace
             item("e", v(NOW), tomb(5, 0)), // deleted now: in grace
         ];
-        let mut s = stream(input.clone(), u64::MAX, false);
+        let mut s = stream(input.clone(), u64::MAX, false).with_changed_keys();
         assert_eq!(
             run(&mut s),
             vec![
@@ -366,7 +413,12 @@ mod tests {
                 (item("e", v(NOW), tomb(5, 0)), true),
             ]
         );
-        let mut s = stream(input, u64::MAX, true);
+        // Rewritten values change their key's answer; kept tombstones do not.
+        assert_eq!(
+            s.changed(),
+            ChangedKeys::These(vec![Bytes::from("a"), Bytes::from("b")])
+        );
+        let mut s = stream(input, u64::MAX, true).with_changed_keys();
         assert_eq!(
             run(&mut s),
             vec![
@@ -380,6 +432,14 @@ mod tests {
             (st.removed, st.expired_to_tombstone, st.entries_out),
             (2, 1, 3)
         );
+        assert_eq!(
+            s.changed(),
+            ChangedKeys::These(vec![Bytes::from("a"), Bytes::from("b"), Bytes::from("d")])
+        );
+        // Not asked for: "many", so a caller that forgot to ask forgets everything.
+        let mut s = stream(vec![item("a", v(1), tomb(1, 0))], u64::MAX, true);
+        assert_eq!(run(&mut s), vec![]);
+        assert_eq!(s.changed(), ChangedKeys::Many);
     }
 
     #[test]

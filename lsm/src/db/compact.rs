@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tracing::{debug, info};
 
 use crate::compaction::policy::{choose, choose_full, Choice, LevelsView};
-use crate::compaction::stream::CompactionStream;
+use crate::compaction::stream::{ChangedKeys, CompactionStream};
 use crate::db::state::{SuperVersion, TableHandle, TableSet};
 use crate::db::DbInner;
 use crate::dir;
@@ -24,6 +24,20 @@ use crate::sstable::builder::SsTableBuilder;
 use crate::sstable::meta::TableMeta;
 use crate::stats::Counters;
 use std::ops::Bound;
+
+use bytes::Bytes;
+
+/// What the row cache must forget when a compaction's tables are installed: the keys whose
+/// tables answer the compaction altered (a winner removed or rewritten). Everything else keeps
+/// its answer: a compaction keeps each key's winner as it was.
+enum Forget {
+    /// The compaction changed no key's answer (a table moved down a level).
+    Nothing,
+    /// These keys' answers changed.
+    Keys(Vec<Bytes>),
+    /// Too many keys to list, or not known (whole tables dropped without being read).
+    Everything,
+}
 
 impl DbInner {
     /// Runs one step of background compaction. Returns whether there was anything to do.
@@ -73,7 +87,7 @@ impl DbInner {
                         id: *id,
                     })
                     .collect();
-                self.commit(&edits, &tables, Vec::new())?;
+                self.commit(&edits, &tables, Vec::new(), Forget::Everything)?;
                 info!(
                     tables = tables.len(),
                     "dropped tables whose every record had expired"
@@ -167,7 +181,8 @@ impl DbInner {
             self.opts.gc_grace_ms,
             bottommost,
         )
-        .with_purge_floor(purge_floor);
+        .with_purge_floor(purge_floor)
+        .with_changed_keys();
 
         let mut outputs: Vec<(TableMeta, std::path::PathBuf)> = Vec::new();
         let mut builder: Option<(SsTableBuilder, std::path::PathBuf)> = None;
@@ -225,7 +240,12 @@ impl DbInner {
                 TableHandle::new(meta, path, Arc::clone(&self.table_cache)),
             ));
         }
-        self.commit(&edits, &removed, added)?;
+        let forget = match stream.changed() {
+            ChangedKeys::These(keys) if keys.is_empty() => Forget::Nothing,
+            ChangedKeys::These(keys) => Forget::Keys(keys),
+            ChangedKeys::Many => Forget::Everything,
+        };
+        self.commit(&edits, &removed, added, forget)?;
         Counters::add(&self.counters.compaction_bytes_in, bytes_in);
         Counters::add(&self.counters.compaction_bytes_out, bytes_out);
         debug!(
@@ -245,8 +265,9 @@ impl DbInner {
         edits: &[VersionEdit],
         removed: &[(usize, u64)],
         added: Vec<(usize, Arc<TableHandle>)>,
+        forget: Forget,
     ) -> Result<()> {
-        self.commit_tables(edits, "a compaction", |tables| {
+        self.commit_tables(edits, "a compaction", forget, |tables| {
             let mut next = tables.without(removed);
             for (level, handle) in added {
                 next.add(level, handle);
@@ -266,7 +287,7 @@ impl DbInner {
         handle: Arc<TableHandle>,
     ) -> Result<()> {
         let id = handle.meta.id;
-        self.commit_tables(edits, "a table move", |tables| {
+        self.commit_tables(edits, "a table move", Forget::Nothing, |tables| {
             let mut next = tables.clone();
             if let Some(l) = next.levels.get_mut(level) {
                 l.retain(|t| t.meta.id != id);
@@ -278,13 +299,33 @@ impl DbInner {
 
     /// Applies `edits` to the manifest (poisoning the engine if that fails: the view and the
     /// manifest must not disagree), then installs `change(tables)` as the view's tables.
+    ///
+    /// The row cache forgets what `forget` names first, under the manifest lock so that no
+    /// other table-set change interleaves (the protocol in [`crate::row_cache`]).
     fn commit_tables(
         &self,
         edits: &[VersionEdit],
         what: &str,
+        forget: Forget,
         change: impl FnOnce(&TableSet) -> TableSet,
     ) -> Result<()> {
         let mut manifest = self.manifest.lock();
+        let tables_epoch = match forget {
+            _ if !self.row_cache.enabled() => None,
+            Forget::Nothing => None,
+            Forget::Keys(keys) => {
+                let epoch = self.row_cache.close_epoch();
+                for key in &keys {
+                    self.row_cache.remove(key);
+                }
+                Some(epoch)
+            }
+            Forget::Everything => {
+                let epoch = self.row_cache.close_epoch();
+                self.row_cache.clear();
+                Some(epoch)
+            }
+        };
         if let Err(e) = manifest.apply(edits) {
             self.set_poison(format!("manifest update after {what} failed: {e}"));
             return Err(e);
@@ -293,6 +334,7 @@ impl DbInner {
             active: Arc::clone(&current.active),
             immutables: current.immutables.clone(),
             tables: Arc::new(change(&current.tables)),
+            tables_epoch: tables_epoch.unwrap_or(current.tables_epoch),
         });
         Ok(())
     }

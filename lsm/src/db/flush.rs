@@ -60,6 +60,21 @@ impl DbInner {
             VersionEdit::LogNumber(log_number),
             VersionEdit::LastSeqno(memtable.max_seqno()),
         ];
+        // The row cache's part of a table-set change (crate::row_cache), under the manifest
+        // lock so that no other change interleaves: close the epoch and forget every key the
+        // new table holds, before the view that has it is installed. Before the manifest edit,
+        // so a failure here leaves the manifest and the view agreeing.
+        let mut tables_epoch = view.tables_epoch;
+        if added.is_some() && self.row_cache.enabled() {
+            tables_epoch = self.row_cache.close_epoch();
+            if !self.row_cache.is_empty() {
+                let mut iter = memtable.iter(Bound::Unbounded);
+                while let Some((key, _, _)) = iter.current() {
+                    self.row_cache.remove(key);
+                    iter.advance()?;
+                }
+            }
+        }
         let mut handle = None;
         if let Some((meta, path)) = added {
             debug!(
@@ -92,6 +107,7 @@ impl DbInner {
                     .cloned()
                     .collect(),
                 tables: Arc::new(tables),
+                tables_epoch,
             }
         });
         drop(manifest);

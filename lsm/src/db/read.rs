@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::db::state::SuperVersion;
+use crate::db::state::{SuperVersion, TableHandle};
 use crate::db::DbInner;
 use crate::error::Result;
 use crate::iter::concat::LevelIter;
@@ -24,49 +24,95 @@ use crate::stats::Counters;
 
 impl DbInner {
     /// The winning record of `key` visible at `seqno` in `view`.
+    ///
+    /// `latest` says `seqno` was read after `view` at the engine's visible sequence number, so
+    /// every record in the view's tables is visible at it (a memtable's writes are published
+    /// before it is frozen, hence before its table joins any view): only such reads may use
+    /// and fill the row cache, whose entries answer for every record in the tables.
     pub(crate) fn get_at(
         &self,
         view: &SuperVersion,
         key: &[u8],
         seqno: u64,
+        latest: bool,
     ) -> Result<Option<Record>> {
         Counters::incr(&self.counters.gets);
         // One hash serves the memtables' point indexes and every table's bloom filter.
         let lookup = LookupKey::new(key);
         let mut best = memtables_get(view.memtables(), key, lookup.hash(), seqno);
+        let floor = best.as_ref().map(|(version, _)| *version);
+        // A key the memtables answered with a version no table can beat (a recent write)
+        // needs neither the tables nor the row cache.
+        if floor.is_some_and(|floor| !tables_may_beat(view, key, floor)) {
+            return Ok(best.map(|(version, entry)| entry.into_record(version)));
+        }
+        let use_cache = latest && self.row_cache.enabled();
+        if use_cache {
+            match self.row_cache.get(key) {
+                // A record written after `seqno` (cached by a reader of a newer view) must not
+                // be seen: a multi-key read at one seqno sees a racing batch whole or not at
+                // all. The tables of this view answer instead.
+                Some(Some((_, entry))) if entry.seqno > seqno => {}
+                Some(answer) => {
+                    if let Some(found) = answer {
+                        keep_newer(&mut best, found);
+                    }
+                    return Ok(best.map(|(version, entry)| entry.into_record(version)));
+                }
+                None => {}
+            }
+        }
+        let (answer, complete) = self.tables_get(view, key, &lookup, seqno, floor)?;
+        if use_cache && complete {
+            self.row_cache.fill(key, view.tables_epoch, &answer);
+        }
+        if let Some(found) = answer {
+            keep_newer(&mut best, found);
+        }
+        Ok(best.map(|(version, entry)| entry.into_record(version)))
+    }
+
+    /// The highest version of `key` visible at `seqno` in `view`'s tables, and whether that
+    /// answer is complete. Tables whose newest version is at most `floor` (what the memtables
+    /// answered) cannot change the read's result and are skipped; when one of them might have
+    /// held the key, the answer is not the tables' own and must not be cached.
+    fn tables_get(
+        &self,
+        view: &SuperVersion,
+        key: &[u8],
+        lookup: &LookupKey,
+        seqno: u64,
+        floor: Option<Version>,
+    ) -> Result<(Option<(Version, Entry)>, bool)> {
+        let mut best: Option<(Version, Entry)> = None;
+        let mut complete = true;
         let mut probed = 0u64;
         for (level, tables) in view.tables.levels.iter().enumerate() {
-            let candidates: &[_] = if level == 0 {
-                tables
-            } else {
-                // Non-overlapping and sorted: at most one table can hold the key.
-                let at = tables.partition_point(|t| t.meta.max_key.as_ref() < key);
-                match tables.get(at) {
-                    Some(_) => &tables[at..at + 1],
-                    None => &[],
-                }
-            };
-            for handle in candidates {
+            for handle in candidates(level, tables, key) {
                 let meta = &handle.meta;
-                // The version check first: once a newer record is found it skips most tables
-                // with one integer comparison, before two key comparisons.
+                // The version checks first: once a newer record is found they skip most
+                // tables with one integer comparison, before two key comparisons.
                 if let Some((version, _)) = &best {
                     if meta.max_version <= *version {
                         continue;
                     }
+                }
+                if floor.is_some_and(|floor| meta.max_version <= floor) {
+                    complete &= !meta.may_contain_key(key);
+                    continue;
                 }
                 if !meta.may_contain_key(key) {
                     continue;
                 }
                 probed += 1;
                 let table = handle.table()?;
-                if let Some(found) = table.get(&lookup, seqno)? {
+                if let Some(found) = table.get(lookup, seqno)? {
                     keep_newer(&mut best, found);
                 }
             }
         }
         Counters::add(&self.counters.get_tables_probed, probed);
-        Ok(best.map(|(version, entry)| entry.into_record(version)))
+        Ok((best, complete))
     }
 
     /// An iterator over `(start, end)` in `view`, seeing writes up to `seqno`.
@@ -122,6 +168,36 @@ impl DbInner {
             mode,
         ))
     }
+}
+
+/// The tables of `level` that can hold `key` by key range alone (L0: all of them).
+fn candidates<'a>(
+    level: usize,
+    tables: &'a [Arc<TableHandle>],
+    key: &[u8],
+) -> &'a [Arc<TableHandle>] {
+    if level == 0 {
+        return tables;
+    }
+    // Non-overlapping and sorted: at most one table can hold the key.
+    let at = tables.partition_point(|t| t.meta.max_key.as_ref() < key);
+    match tables.get(at) {
+        Some(_) => &tables[at..at + 1],
+        None => &[],
+    }
+}
+
+/// Whether some table of `view` may hold a version of `key` above `floor`.
+fn tables_may_beat(view: &SuperVersion, key: &[u8], floor: Version) -> bool {
+    view.tables
+        .levels
+        .iter()
+        .enumerate()
+        .any(|(level, tables)| {
+            candidates(level, tables, key)
+                .iter()
+                .any(|t| t.meta.max_version > floor && t.meta.may_contain_key(key))
+        })
 }
 
 /// The highest version of `key` visible at `seqno` in `memtables` (newest first).

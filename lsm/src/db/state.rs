@@ -125,6 +125,9 @@ pub(crate) struct SuperVersion {
     pub(crate) active: Arc<Memtable>,
     pub(crate) immutables: Vec<Arc<Memtable>>,
     pub(crate) tables: Arc<TableSet>,
+    /// The row cache's tables epoch when `tables` was installed: answers computed from this
+    /// view may be cached only while the epoch has not moved on (see [`crate::row_cache`]).
+    pub(crate) tables_epoch: u64,
 }
 
 impl SuperVersion {

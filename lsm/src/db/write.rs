@@ -325,6 +325,7 @@ impl DbInner {
                 active: Arc::new(Memtable::new(segment)),
                 immutables,
                 tables: Arc::clone(&current.tables),
+                tables_epoch: current.tables_epoch,
             }
         });
         Ok(())

@@ -160,6 +160,7 @@ fn memory<C: Cluster>(ctx: &Ctx<'_, C>, text: &mut String) {
     field!(text, "maxmemory_policy", "noeviction");
     field!(text, "ringkv_memtable_bytes", engine.memtable_bytes);
     field!(text, "ringkv_block_cache_bytes", engine.block_cache_bytes);
+    field!(text, "ringkv_row_cache_bytes", engine.row_cache_bytes);
 }
 
 fn persistence<C: Cluster>(ctx: &Ctx<'_, C>, text: &mut String) {
@@ -319,6 +320,8 @@ fn ringkv<C: Cluster>(ctx: &Ctx<'_, C>, text: &mut String) {
     field!(text, "bloom_false_positives", engine.bloom_false_positives);
     field!(text, "block_cache_hits", engine.block_cache_hits);
     field!(text, "block_cache_misses", engine.block_cache_misses);
+    field!(text, "row_cache_hits", engine.row_cache_hits);
+    field!(text, "row_cache_misses", engine.row_cache_misses);
     field!(text, "write_stalls", engine.write_stalls);
     field!(text, "write_stall_micros", engine.write_stall_micros);
 }

@@ -1,0 +1,243 @@
+//! The row cache: per key, the winning record the *tables* hold (or that none holds it), so a
+//! repeated point read costs the memtable probe and one hash lookup instead of index searches,
+//! block-cache lookups and block seeks in every table that may hold the key.
+//!
+//! Owns [`RowCache`]. It never holds memtable data: a read still asks the memtables and keeps
+//! the newer of their answer and the cached one. What keeps an entry right is the protocol of
+//! every change of the table set (DESIGN.md, "Row cache"):
+//!
+//! 1. [`RowCache::close_epoch`] bumps the tables epoch; from then on no answer computed from
+//!    an older table set can be inserted ([`RowCache::fill`] checks the epoch under a lock the
+//!    bump takes exclusively);
+//! 2. the keys whose tables answer the change alters are removed (every key of a flushed
+//!    memtable; every key a compaction removed or rewrote the winner of), or everything;
+//! 3. the new view, tagged with the new epoch, is installed.
+//!
+//! After step 3 every entry is the answer of the new table set: it was either computed from a
+//! set whose answer for its key the change did not alter, or inserted after step 1 by a reader
+//! of the new view. Must never be consulted or filled by a read at an older sequence number
+//! than the latest (snapshots): an entry may hold a record newer than such a read may see.
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+use quick_cache::sync::Cache;
+use quick_cache::Weighter;
+use std::sync::Arc;
+
+use crate::record::{Entry, Version};
+use crate::stats::Counters;
+
+/// What the tables answer for a key: its winning record there, or `None` if no table holds it.
+pub(crate) type TablesAnswer = Option<(Version, Entry)>;
+
+/// Bookkeeping bytes charged per entry on top of its key and value: the key's and value's
+/// `Bytes` handles and heap headers, the version and entry fields, and the cache's own slot.
+/// A budget full of negative answers for short keys still bounds memory.
+const ROW_OVERHEAD_BYTES: u64 = 128;
+
+/// Typical entry size, used only to size the cache's tables up front.
+const TYPICAL_ROW_BYTES: usize = 512;
+
+/// One cached answer.
+#[derive(Clone)]
+struct Row(TablesAnswer);
+
+/// Charges an entry its key, its value and the overhead.
+#[derive(Clone, Copy, Debug, Default)]
+struct RowWeighter;
+
+impl Weighter<Bytes, Row> for RowWeighter {
+    fn weight(&self, key: &Bytes, row: &Row) -> u64 {
+        let value = row
+            .0
+            .as_ref()
+            .and_then(|(_, e)| e.value.as_ref())
+            .map_or(0, Bytes::len);
+        (key.len() + value) as u64 + ROW_OVERHEAD_BYTES
+    }
+}
+
+/// Tables' answers keyed by user key, within a byte budget.
+pub(crate) struct RowCache {
+    /// `None` when the budget is 0: nothing is looked up or kept.
+    cache: Option<Cache<Bytes, Row, RowWeighter>>,
+    /// The tables epoch: the epoch of the view fills must come from. Read-locked by fills,
+    /// write-locked by [`RowCache::close_epoch`], so no fill of an older table set lands after
+    /// a change began.
+    epoch: RwLock<u64>,
+    counters: Arc<Counters>,
+}
+
+impl RowCache {
+    /// A cache holding up to `capacity_bytes` of answers (0 disables it). Hits and misses are
+    /// counted in `counters`.
+    pub(crate) fn new(capacity_bytes: usize, counters: Arc<Counters>) -> Self {
+        let cache = (capacity_bytes > 0).then(|| {
+            let items = (capacity_bytes / TYPICAL_ROW_BYTES).max(16);
+            Cache::with_weighter(items, capacity_bytes as u64, RowWeighter)
+        });
+        Self {
+            cache,
+            epoch: RwLock::new(0),
+            counters,
+        }
+    }
+
+    /// Whether the cache is on (a non-zero budget).
+    pub(crate) fn enabled(&self) -> bool {
+        self.cache.is_some()
+    }
+
+    /// The tables' answer for `key`, if cached. Counts a hit or a miss.
+    pub(crate) fn get(&self, key: &[u8]) -> Option<TablesAnswer> {
+        let cache = self.cache.as_ref()?;
+        let found = cache.get(key);
+        let counter = if found.is_some() {
+            &self.counters.row_cache_hits
+        } else {
+            &self.counters.row_cache_misses
+        };
+        Counters::incr(counter);
+        found.map(|row| row.0)
+    }
+
+    /// Caches `answer`, computed from a view of tables epoch `epoch`, unless the table set has
+    /// changed since (then the answer may be stale and is dropped). The value is copied, so the
+    /// entry does not pin the block it was read from.
+    pub(crate) fn fill(&self, key: &[u8], epoch: u64, answer: &TablesAnswer) {
+        let Some(cache) = &self.cache else {
+            return;
+        };
+        let row = Row(answer.as_ref().map(|(version, entry)| {
+            (
+                *version,
+                Entry {
+                    seqno: entry.seqno,
+                    expire_at_ms: entry.expire_at_ms,
+                    value: entry.value.as_deref().map(Bytes::copy_from_slice),
+                },
+            )
+        }));
+        let current = self.epoch.read();
+        if *current == epoch {
+            cache.insert(Bytes::copy_from_slice(key), row);
+        }
+    }
+
+    /// Step 1 of a table-set change: refuses fills from every view installed so far, and
+    /// returns the epoch to tag the new view with. The caller removes what the change alters,
+    /// then installs the view.
+    pub(crate) fn close_epoch(&self) -> u64 {
+        let mut epoch = self.epoch.write();
+        *epoch += 1;
+        *epoch
+    }
+
+    /// Whether anything is cached (a change with nothing cached has nothing to remove).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.cache.as_ref().is_none_or(|c| c.is_empty())
+    }
+
+    /// Forgets `key`'s answer.
+    pub(crate) fn remove(&self, key: &[u8]) {
+        if let Some(cache) = &self.cache {
+            cache.remove(key);
+        }
+    }
+
+    /// Forgets every answer.
+    pub(crate) fn clear(&self) {
+        if let Some(cache) = &self.cache {
+            cache.clear();
+        }
+    }
+
+    /// Bytes currently held (weights included).
+    pub(crate) fn used_bytes(&self) -> u64 {
+        self.cache.as_ref().map_or(0, |c| c.weight())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+
+    fn answer(value: &[u8]) -> TablesAnswer {
+        Some((
+            Version::new(7, 1),
+            Entry {
+                seqno: 3,
+                expire_at_ms: 0,
+                value: Some(Bytes::copy_from_slice(value)),
+            },
+        ))
+    }
+
+    #[test]
+    fn caches_answers_and_negative_answers_and_counts() {
+        let counters = Arc::new(Counters::default());
+        let cache = RowCache::new(1 << 20, Arc::clone(&counters));
+        assert!(cache.is_empty());
+        assert!(cache.get(b"k").is_none());
+        cache.fill(b"k", 0, &answer(b"v"));
+        cache.fill(b"absent", 0, &None);
+        assert_eq!(cache.get(b"k"), Some(answer(b"v")));
+        assert_eq!(cache.get(b"absent"), Some(None));
+        assert_eq!(counters.row_cache_hits.load(Ordering::Relaxed), 2);
+        assert_eq!(counters.row_cache_misses.load(Ordering::Relaxed), 1);
+        cache.remove(b"k");
+        assert!(cache.get(b"k").is_none());
+        cache.clear();
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn a_fill_from_a_closed_epoch_is_dropped() {
+        let cache = RowCache::new(1 << 20, Arc::new(Counters::default()));
+        let next = cache.close_epoch();
+        assert_eq!(next, 1);
+        cache.fill(b"k", 0, &answer(b"stale"));
+        assert!(cache.get(b"k").is_none());
+        cache.fill(b"k", next, &answer(b"fresh"));
+        assert_eq!(cache.get(b"k"), Some(answer(b"fresh")));
+    }
+
+    #[test]
+    fn values_are_copied_out_of_the_block_they_came_from() {
+        let cache = RowCache::new(1 << 20, Arc::new(Counters::default()));
+        let block = Bytes::from(vec![9u8; 4096]);
+        let found = Some((
+            Version::new(1, 0),
+            Entry {
+                seqno: 1,
+                expire_at_ms: 0,
+                value: Some(block.slice(100..110)),
+            },
+        ));
+        cache.fill(b"k", 0, &found);
+        let cached = cache.get(b"k").flatten().and_then(|(_, e)| e.value);
+        let cached = cached.expect("cached value");
+        assert_eq!(cached, block.slice(100..110));
+        // A copy lives outside the block's allocation.
+        let block_range = block.as_ptr() as usize..block.as_ptr() as usize + block.len();
+        assert!(!block_range.contains(&(cached.as_ptr() as usize)));
+    }
+
+    #[test]
+    fn the_budget_bounds_memory_and_zero_disables() {
+        let cache = RowCache::new(64 << 10, Arc::new(Counters::default()));
+        for i in 0..1_000u32 {
+            cache.fill(&i.to_be_bytes(), 0, &answer(&[1u8; 1000]));
+        }
+        assert!(cache.used_bytes() <= 64 << 10);
+        assert!(cache.used_bytes() > 0);
+
+        let off = RowCache::new(0, Arc::new(Counters::default()));
+        assert!(!off.enabled());
+        off.fill(b"k", 0, &answer(b"v"));
+        assert!(off.get(b"k").is_none());
+        assert!(off.is_empty());
+    }
+}
