@@ -86,6 +86,14 @@ impl Transport for NoPeers {
             reason: "a cluster of one has no peers".into(),
         })
     }
+
+    async fn call_unbounded(
+        &self,
+        peer: Peer,
+        request: Stamped<PeerRequest>,
+    ) -> Result<Stamped<PeerResponse>, TransportError> {
+        self.call(peer, request, Duration::ZERO).await
+    }
 }
 
 /// The coordinator of a node with peers reached over `T`, storing locally in `S`. Cheap to

@@ -65,6 +65,20 @@ pub trait Transport: Send + Sync + 'static {
         request: Stamped<PeerRequest>,
         timeout: Duration,
     ) -> impl Future<Output = Result<Stamped<PeerResponse>, TransportError>> + Send;
+
+    /// [`Transport::call`] with no deadline of its own, for a caller that bounds several
+    /// calls with one timer (a write's gather): a timer per call was a tenth of a replicated
+    /// write's work on its coordinator (profiled). A lost message leaves it pending forever,
+    /// so the caller must bound it; dropping it abandons the call. Dialing a peer is still
+    /// bounded by the transport's own connect timeout.
+    ///
+    /// # Errors
+    /// As [`Transport::call`], but never [`TransportError::Timeout`].
+    fn call_unbounded(
+        &self,
+        peer: Peer,
+        request: Stamped<PeerRequest>,
+    ) -> impl Future<Output = Result<Stamped<PeerResponse>, TransportError>> + Send;
 }
 
 /// What a node runs for each request a peer sends it.

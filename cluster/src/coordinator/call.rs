@@ -94,11 +94,13 @@ impl InFlight {
         })
     }
 
-    /// Lets the remaining calls finish on their own (when `detach`), or drops them.
-    fn detach_if(&mut self, detach: bool) {
+    /// Lets the remaining calls finish on their own by `deadline` (when `detach`), or drops
+    /// them. A call has no deadline of its own (the gather's one timer bounded it), so a
+    /// detached one gets it here.
+    fn detach_if(&mut self, detach: bool, deadline: Instant) {
         for call in self.calls.drain(..) {
             if detach {
-                tokio::spawn(call);
+                tokio::spawn(tokio::time::timeout_at(deadline, call));
             }
         }
     }
@@ -145,7 +147,7 @@ impl<S: Storage, T: Transport> Shared<S, T> {
             if state.is_local(target) {
                 local_pending = true;
             } else {
-                in_flight.push(self.remote_call(state, target, request.clone(), deadline));
+                in_flight.push(self.remote_call(state, target, request.clone()));
             }
         }
         let mut answers = Vec::with_capacity(first_wave.len());
@@ -161,7 +163,7 @@ impl<S: Storage, T: Transport> Shared<S, T> {
             let response = match response {
                 // Every replica would refuse it the same way: say why, in the engine's words.
                 Err(e) if is_limit_error(&e) => {
-                    in_flight.detach_if(fanout == Fanout::All);
+                    in_flight.detach_if(fanout == Fanout::All, deadline);
                     return Err(e);
                 }
                 Err(e) => Err(e.to_string()),
@@ -170,8 +172,12 @@ impl<S: Storage, T: Transport> Shared<S, T> {
             // Counted by the loop below, with the remote answers.
             in_flight.push(Box::pin(std::future::ready((local, response))));
         }
+        // One timer bounds every call of the gather (they have none of their own); it is
+        // registered only at the first wait that needs it.
+        let timer = tokio::time::sleep_until(deadline);
+        tokio::pin!(timer);
         while !plan.needs.met() && !in_flight.is_empty() {
-            match tokio::time::timeout_at(deadline, in_flight.next()).await {
+            match next_by(&mut in_flight, timer.as_mut()).await {
                 Ok(answer) => {
                     let ok = self.take_answer(
                         state,
@@ -182,7 +188,7 @@ impl<S: Storage, T: Transport> Shared<S, T> {
                         &mut errors,
                     );
                     if !ok && fanout == Fanout::Needed {
-                        self.launch_backup(state, &mut backups, &mut in_flight, &request, deadline)
+                        self.launch_backup(state, &mut backups, &mut in_flight, &request)
                             .await;
                     }
                 }
@@ -197,7 +203,7 @@ impl<S: Storage, T: Transport> Shared<S, T> {
             }
         }
         // Writes go to every live replica even when the level is met before all answered.
-        in_flight.detach_if(fanout == Fanout::All);
+        in_flight.detach_if(fanout == Fanout::All, deadline);
         outcome(&plan, answers, errors)
     }
 
@@ -268,7 +274,6 @@ impl<S: Storage, T: Transport> Shared<S, T> {
         backups: &mut Vec<usize>,
         in_flight: &mut InFlight,
         request: &PeerRequest,
-        deadline: Instant,
     ) {
         let Some(target) = backups.pop() else {
             return;
@@ -279,7 +284,7 @@ impl<S: Storage, T: Transport> Shared<S, T> {
                 .map_err(|e| e.to_string());
             in_flight.push(Box::pin(std::future::ready((target, response))));
         } else {
-            in_flight.push(self.remote_call(state, target, request.clone(), deadline));
+            in_flight.push(self.remote_call(state, target, request.clone()));
         }
     }
 
@@ -290,7 +295,6 @@ impl<S: Storage, T: Transport> Shared<S, T> {
         state: &RingState,
         target: usize,
         request: PeerRequest,
-        deadline: Instant,
     ) -> Call {
         let member = state.member(target);
         let peer = Peer {
@@ -298,24 +302,26 @@ impl<S: Storage, T: Transport> Shared<S, T> {
             addr: member.bus_addr,
         };
         let shared = Arc::clone(self);
-        Box::pin(async move {
-            let timeout = deadline.saturating_duration_since(Instant::now());
-            (target, shared.call_peer(peer, request, timeout).await)
-        })
+        Box::pin(async move { (target, shared.call_peer(peer, request, None).await) })
     }
 
-    /// Calls one peer, stamping our clock on the request and observing theirs.
+    /// Calls one peer, stamping our clock on the request and observing theirs; waits at most
+    /// `timeout`, or with no deadline of its own for `None` (the caller bounds it).
     pub(crate) async fn call_peer(
         &self,
         peer: Peer,
         request: PeerRequest,
-        timeout: Duration,
+        timeout: Option<Duration>,
     ) -> Result<PeerResponse, String> {
         let stamped = Stamped {
             hlc: self.inner.hlc.now(),
             body: request,
         };
-        match self.transport.call(peer, stamped, timeout).await {
+        let outcome = match timeout {
+            Some(timeout) => self.transport.call(peer, stamped, timeout).await,
+            None => self.transport.call_unbounded(peer, stamped).await,
+        };
+        match outcome {
             Ok(response) => {
                 self.inner.observe_peer_clock(response.hlc);
                 Ok(response.body)
@@ -342,8 +348,24 @@ impl<S: Storage, T: Transport> Shared<S, T> {
             number: member.number,
             addr: member.bus_addr,
         };
-        self.call_peer(peer, request, self.timeout).await
+        self.call_peer(peer, request, Some(self.timeout)).await
     }
+}
+
+/// The next answer of `in_flight`, or `Err` once `timer` fires. The timer is polled only
+/// when no answer is in, so a gather whose answers are ready never registers it.
+async fn next_by(
+    in_flight: &mut InFlight,
+    mut timer: Pin<&mut tokio::time::Sleep>,
+) -> Result<Answer, ()> {
+    let mut next = std::pin::pin!(in_flight.next());
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(answer) = next.as_mut().poll(cx) {
+            return Poll::Ready(Ok(answer));
+        }
+        timer.as_mut().poll(cx).map(Err)
+    })
+    .await
 }
 
 /// The answers when they meet the plan's needs, else the level's failure naming each error.

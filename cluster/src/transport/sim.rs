@@ -326,4 +326,12 @@ impl<H: Handler> Transport for SimTransport<H> {
             Err(_) => Err(TransportError::Timeout(timeout)),
         }
     }
+
+    async fn call_unbounded(
+        &self,
+        peer: Peer,
+        request: Stamped<PeerRequest>,
+    ) -> Result<Stamped<PeerResponse>, TransportError> {
+        self.deliver(peer, request).await
+    }
 }
