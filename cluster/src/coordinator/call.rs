@@ -203,6 +203,11 @@ impl<S: Storage, T: Transport> Shared<S, T> {
             }
         }
         // Writes go to every live replica even when the level is met before all answered.
+        // A call whose answer is in already needs no task to finish it (the late answer is
+        // dropped either way, as a detached call's is).
+        if fanout == Fanout::All && !in_flight.is_empty() {
+            drop(in_flight.start().await);
+        }
         in_flight.detach_if(fanout == Fanout::All, deadline);
         outcome(&plan, answers, errors)
     }
