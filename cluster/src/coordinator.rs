@@ -55,7 +55,7 @@ use crate::node_id::node_number;
 use crate::ring::Replication;
 use crate::rpc::{PeerRequest, PeerResponse, Stamped};
 use crate::storage::{key, Storage};
-use crate::transport::{Peer, Transport, TransportError};
+use crate::transport::{Peer, SharedRequest, Transport, TransportError};
 use crate::view::View;
 
 pub use self::config::ClusterConfig;
@@ -87,12 +87,15 @@ impl Transport for NoPeers {
         })
     }
 
-    async fn call_unbounded(
+    async fn call_shared(
         &self,
         peer: Peer,
-        request: Stamped<PeerRequest>,
+        _request: Arc<SharedRequest>,
     ) -> Result<Stamped<PeerResponse>, TransportError> {
-        self.call(peer, request, Duration::ZERO).await
+        Err(TransportError::Connection {
+            addr: peer.addr,
+            reason: "a cluster of one has no peers".into(),
+        })
     }
 }
 

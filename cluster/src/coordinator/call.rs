@@ -1,7 +1,8 @@
 //! Sending one request to a plan's replicas and gathering enough answers.
 //!
 //! Owns [`Shared::gather`] and [`Shared::call_one`]. Remote replicas are called concurrently
-//! (their calls polled together in the gathering task, so a slow peer delays nobody), this
+//! with one request stamped and encoded once for all of them, under one timer for the whole
+//! gather (their calls polled together in the gathering task, so a slow peer delays nobody), this
 //! node's own replica is served inline, and the gather returns as soon as the plan's needs are
 //! met; a write's calls still in flight then finish in a task of their own, a read's are
 //! dropped (their answers are not needed). Reads ask only as many replicas as the level needs and ask the next one when one
@@ -25,7 +26,7 @@ use crate::coordinator::Shared;
 use crate::error::ClusterError;
 use crate::rpc::{PeerRequest, PeerResponse, Stamped};
 use crate::storage::Storage;
-use crate::transport::{Peer, Transport};
+use crate::transport::{Peer, SharedRequest, Transport};
 
 /// Whom to ask.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,13 +142,18 @@ impl<S: Storage, T: Transport> Shared<S, T> {
             }
         }
         backups.reverse(); // popped from the end, in plan order
+                           // Stamped and encoded once for every peer asked.
+        let request = Arc::new(SharedRequest::new(Stamped {
+            hlc: self.inner.hlc.now(),
+            body: request,
+        }));
         let mut in_flight = InFlight::default();
         let mut local_pending = false;
         for &target in &first_wave {
             if state.is_local(target) {
                 local_pending = true;
             } else {
-                in_flight.push(self.remote_call(state, target, request.clone()));
+                in_flight.push(self.remote_call(state, target, &request));
             }
         }
         let mut answers = Vec::with_capacity(first_wave.len());
@@ -158,7 +164,7 @@ impl<S: Storage, T: Transport> Shared<S, T> {
             in_flight.push(Box::pin(std::future::ready(answer)));
         }
         if local_pending {
-            let response = serve_maybe_blocking(&self.inner, request.clone()).await;
+            let response = serve_maybe_blocking(&self.inner, request.stamped().body.clone()).await;
             let local = state.view.local;
             let response = match response {
                 // Every replica would refuse it the same way: say why, in the engine's words.
@@ -278,18 +284,18 @@ impl<S: Storage, T: Transport> Shared<S, T> {
         state: &Arc<RingState>,
         backups: &mut Vec<usize>,
         in_flight: &mut InFlight,
-        request: &PeerRequest,
+        request: &Arc<SharedRequest>,
     ) {
         let Some(target) = backups.pop() else {
             return;
         };
         if state.is_local(target) {
-            let response = serve_maybe_blocking(&self.inner, request.clone())
+            let response = serve_maybe_blocking(&self.inner, request.stamped().body.clone())
                 .await
                 .map_err(|e| e.to_string());
             in_flight.push(Box::pin(std::future::ready((target, response))));
         } else {
-            in_flight.push(self.remote_call(state, target, request.clone()));
+            in_flight.push(self.remote_call(state, target, request));
         }
     }
 
@@ -299,7 +305,7 @@ impl<S: Storage, T: Transport> Shared<S, T> {
         self: &Arc<Self>,
         state: &RingState,
         target: usize,
-        request: PeerRequest,
+        request: &Arc<SharedRequest>,
     ) -> Call {
         let member = state.member(target);
         let peer = Peer {
@@ -307,26 +313,31 @@ impl<S: Storage, T: Transport> Shared<S, T> {
             addr: member.bus_addr,
         };
         let shared = Arc::clone(self);
-        Box::pin(async move { (target, shared.call_peer(peer, request, None).await) })
+        let request = Arc::clone(request);
+        Box::pin(async move {
+            let outcome = match shared.transport.call_shared(peer, request).await {
+                Ok(response) => {
+                    shared.inner.observe_peer_clock(response.hlc);
+                    Ok(response.body)
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            (target, outcome)
+        })
     }
 
-    /// Calls one peer, stamping our clock on the request and observing theirs; waits at most
-    /// `timeout`, or with no deadline of its own for `None` (the caller bounds it).
+    /// Calls one peer, stamping our clock on the request and observing theirs.
     pub(crate) async fn call_peer(
         &self,
         peer: Peer,
         request: PeerRequest,
-        timeout: Option<Duration>,
+        timeout: Duration,
     ) -> Result<PeerResponse, String> {
         let stamped = Stamped {
             hlc: self.inner.hlc.now(),
             body: request,
         };
-        let outcome = match timeout {
-            Some(timeout) => self.transport.call(peer, stamped, timeout).await,
-            None => self.transport.call_unbounded(peer, stamped).await,
-        };
-        match outcome {
+        match self.transport.call(peer, stamped, timeout).await {
             Ok(response) => {
                 self.inner.observe_peer_clock(response.hlc);
                 Ok(response.body)
@@ -353,7 +364,7 @@ impl<S: Storage, T: Transport> Shared<S, T> {
             number: member.number,
             addr: member.bus_addr,
         };
-        self.call_peer(peer, request, Some(self.timeout)).await
+        self.call_peer(peer, request, self.timeout).await
     }
 }
 

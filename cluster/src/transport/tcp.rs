@@ -34,7 +34,7 @@ use tracing::{debug, info, warn};
 use self::conn::Conn;
 use self::peers::PeerTable;
 use crate::rpc::{PeerRequest, PeerResponse, Stamped};
-use crate::transport::{Handler, Peer, Transport, TransportError};
+use crate::transport::{Handler, Peer, SharedRequest, Transport, TransportError};
 use crate::wire::{self, FrameCodec, FRAME_HEADER_BYTES};
 
 /// Settings of a [`TcpTransport`].
@@ -265,10 +265,10 @@ impl<H: Handler> Transport for TcpTransport<H> {
         outcome
     }
 
-    async fn call_unbounded(
+    async fn call_shared(
         &self,
         peer: Peer,
-        request: Stamped<PeerRequest>,
+        request: Arc<SharedRequest>,
     ) -> Result<Stamped<PeerResponse>, TransportError> {
         let inner = &self.inner;
         Counters::bump(&inner.counters.calls);
@@ -276,13 +276,20 @@ impl<H: Handler> Transport for TcpTransport<H> {
             return Err(TransportError::Closed);
         }
         if peer.number == inner.config.local {
-            return inner.call_self(peer, request).await;
+            return inner.call_self(peer, request.stamped().clone()).await;
         }
-        let size_hint = wire::request_frame_size_hint(&request);
-        conn::check_request_size(&inner.codec, &request, size_hint)?;
+        // Before dialing, as in `remote_call`; the encoding is exact, so no guess to check.
+        let encoded = request.encoded();
+        let limit = inner.codec.max_frame_bytes();
+        if encoded.frame_len() > limit {
+            return Err(TransportError::TooLarge {
+                bytes: encoded.frame_len(),
+                limit,
+            });
+        }
         let dial_deadline = Instant::now() + inner.config.connect_timeout;
         let conn = inner.connection(peer, dial_deadline).await?;
-        conn.request(&request, size_hint).await
+        conn.request_encoded(encoded).await
     }
 }
 
