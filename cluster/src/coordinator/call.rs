@@ -142,7 +142,8 @@ impl<S: Storage, T: Transport> Shared<S, T> {
             }
         }
         backups.reverse(); // popped from the end, in plan order
-                           // Stamped and encoded once for every peer asked.
+
+        // Stamped and encoded once for every peer asked.
         let request = Arc::new(SharedRequest::new(Stamped {
             hlc: self.inner.hlc.now(),
             body: request,
