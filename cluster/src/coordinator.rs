@@ -55,7 +55,7 @@ use crate::node_id::node_number;
 use crate::ring::Replication;
 use crate::rpc::{PeerRequest, PeerResponse, Stamped};
 use crate::storage::{key, Storage};
-use crate::transport::{Peer, Transport, TransportError};
+use crate::transport::{Peer, SharedRequest, Transport, TransportError};
 use crate::view::View;
 
 pub use self::config::ClusterConfig;
@@ -80,6 +80,17 @@ impl Transport for NoPeers {
         peer: Peer,
         _request: Stamped<PeerRequest>,
         _timeout: Duration,
+    ) -> Result<Stamped<PeerResponse>, TransportError> {
+        Err(TransportError::Connection {
+            addr: peer.addr,
+            reason: "a cluster of one has no peers".into(),
+        })
+    }
+
+    async fn call_shared(
+        &self,
+        peer: Peer,
+        _request: Arc<SharedRequest>,
     ) -> Result<Stamped<PeerResponse>, TransportError> {
         Err(TransportError::Connection {
             addr: peer.addr,

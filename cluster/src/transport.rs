@@ -1,8 +1,9 @@
 //! The seam between the cluster logic and the network.
 //!
 //! Owns the [`Transport`] trait (send a [`PeerRequest`] to a peer, get its [`PeerResponse`]
-//! or a [`TransportError`] by a deadline), the [`Handler`] trait (what a node runs for each
-//! request it receives) and [`Peer`]. Production uses the TCP implementation on the bus port;
+//! or a [`TransportError`] by a deadline, or send one [`SharedRequest`] to several peers under
+//! the caller's own deadline), the [`Handler`] trait (what a node runs for each request it
+//! receives) and [`Peer`]. Production uses the TCP implementation on the bus port;
 //! the coordinator's tests use the in-process simulated network, which can drop, delay,
 //! duplicate and partition messages. Must never interpret a request: handlers do.
 
@@ -11,9 +12,11 @@ pub mod tcp;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::rpc::{PeerRequest, PeerResponse, Stamped};
+use crate::wire::EncodedRequest;
 
 /// A peer to call: its node number (who it is) and bus address (where it listens).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -65,6 +68,51 @@ pub trait Transport: Send + Sync + 'static {
         request: Stamped<PeerRequest>,
         timeout: Duration,
     ) -> impl Future<Output = Result<Stamped<PeerResponse>, TransportError>> + Send;
+
+    /// [`Transport::call`] of a request going to several peers (a write's replicas), with no
+    /// deadline of its own, for a caller that bounds its calls with one timer (a gather): a
+    /// timer per call was a tenth of a replicated write's work on its coordinator, and
+    /// encoding the request once per peer most of the rest of its transport work (profiled).
+    /// A lost message leaves it pending forever, so the caller must bound it; dropping it
+    /// abandons the call. Dialing a peer is still bounded by the transport's own connect
+    /// timeout.
+    ///
+    /// # Errors
+    /// As [`Transport::call`], but never [`TransportError::Timeout`].
+    fn call_shared(
+        &self,
+        peer: Peer,
+        request: Arc<SharedRequest>,
+    ) -> impl Future<Output = Result<Stamped<PeerResponse>, TransportError>> + Send;
+}
+
+/// A request for several peers: stamped once, and encoded at most once, by the first call
+/// that puts it on a socket (the others copy those bytes).
+#[derive(Debug)]
+pub struct SharedRequest {
+    stamped: Stamped<PeerRequest>,
+    encoded: OnceLock<EncodedRequest>,
+}
+
+impl SharedRequest {
+    /// The request, not encoded yet.
+    pub fn new(stamped: Stamped<PeerRequest>) -> Self {
+        Self {
+            stamped,
+            encoded: OnceLock::new(),
+        }
+    }
+
+    /// The request.
+    pub fn stamped(&self) -> &Stamped<PeerRequest> {
+        &self.stamped
+    }
+
+    /// The request's encoding, made at the first call.
+    pub fn encoded(&self) -> &EncodedRequest {
+        self.encoded
+            .get_or_init(|| EncodedRequest::new(&self.stamped))
+    }
 }
 
 /// What a node runs for each request a peer sends it.

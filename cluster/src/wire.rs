@@ -167,6 +167,52 @@ pub fn put_request_frame(
     })
 }
 
+/// A request's frame payload, encoded and checksummed once, for a request that goes to several
+/// peers: their frames differ only by request id, which the checksum does not cover.
+#[derive(Clone, Debug)]
+pub struct EncodedRequest {
+    payload: Bytes,
+    crc: u32,
+}
+
+impl EncodedRequest {
+    /// Encodes `message`.
+    pub fn new(message: &Stamped<PeerRequest>) -> Self {
+        let mut payload = BytesMut::with_capacity(message::request_size_hint(&message.body));
+        message::put_stamped_request(&mut payload, message);
+        let crc = crc32fast::hash(&payload);
+        Self {
+            payload: payload.freeze(),
+            crc,
+        }
+    }
+
+    /// The size of its frames, header included.
+    pub fn frame_len(&self) -> usize {
+        FRAME_HEADER_BYTES + self.payload.len()
+    }
+}
+
+/// Appends the [`FrameKind::Request`] frame of `encoded` for `request_id` to `dst`: the bytes
+/// [`put_request_frame`] writes for the message it was encoded from. Returns the frame's size.
+///
+/// # Errors
+/// [`WireError::FrameSize`] when the frame is over `codec`'s bound (`dst` is left as it was).
+pub fn put_encoded_request_frame(
+    codec: &FrameCodec,
+    dst: &mut BytesMut,
+    request_id: u64,
+    encoded: &EncodedRequest,
+) -> Result<usize, WireError> {
+    codec.encode_checksummed(
+        dst,
+        FrameKind::Request,
+        request_id,
+        &encoded.payload,
+        encoded.crc,
+    )
+}
+
 /// Appends the [`FrameKind::Response`] frame of `message` for `request_id` to `dst`, as
 /// [`put_request_frame`] does for requests.
 ///

@@ -1,7 +1,8 @@
 //! Sending one request to a plan's replicas and gathering enough answers.
 //!
 //! Owns [`Shared::gather`] and [`Shared::call_one`]. Remote replicas are called concurrently
-//! (their calls polled together in the gathering task, so a slow peer delays nobody), this
+//! with one request stamped and encoded once for all of them, under one timer for the whole
+//! gather (their calls polled together in the gathering task, so a slow peer delays nobody), this
 //! node's own replica is served inline, and the gather returns as soon as the plan's needs are
 //! met; a write's calls still in flight then finish in a task of their own, a read's are
 //! dropped (their answers are not needed). Reads ask only as many replicas as the level needs and ask the next one when one
@@ -25,7 +26,7 @@ use crate::coordinator::Shared;
 use crate::error::ClusterError;
 use crate::rpc::{PeerRequest, PeerResponse, Stamped};
 use crate::storage::Storage;
-use crate::transport::{Peer, Transport};
+use crate::transport::{Peer, SharedRequest, Transport};
 
 /// Whom to ask.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,11 +95,13 @@ impl InFlight {
         })
     }
 
-    /// Lets the remaining calls finish on their own (when `detach`), or drops them.
-    fn detach_if(&mut self, detach: bool) {
+    /// Lets the remaining calls finish on their own by `deadline` (when `detach`), or drops
+    /// them. A call has no deadline of its own (the gather's one timer bounded it), so a
+    /// detached one gets it here.
+    fn detach_if(&mut self, detach: bool, deadline: Instant) {
         for call in self.calls.drain(..) {
             if detach {
-                tokio::spawn(call);
+                tokio::spawn(tokio::time::timeout_at(deadline, call));
             }
         }
     }
@@ -139,13 +142,19 @@ impl<S: Storage, T: Transport> Shared<S, T> {
             }
         }
         backups.reverse(); // popped from the end, in plan order
+
+        // Stamped and encoded once for every peer asked.
+        let request = Arc::new(SharedRequest::new(Stamped {
+            hlc: self.inner.hlc.now(),
+            body: request,
+        }));
         let mut in_flight = InFlight::default();
         let mut local_pending = false;
         for &target in &first_wave {
             if state.is_local(target) {
                 local_pending = true;
             } else {
-                in_flight.push(self.remote_call(state, target, request.clone(), deadline));
+                in_flight.push(self.remote_call(state, target, &request));
             }
         }
         let mut answers = Vec::with_capacity(first_wave.len());
@@ -156,12 +165,12 @@ impl<S: Storage, T: Transport> Shared<S, T> {
             in_flight.push(Box::pin(std::future::ready(answer)));
         }
         if local_pending {
-            let response = serve_maybe_blocking(&self.inner, request.clone()).await;
+            let response = serve_maybe_blocking(&self.inner, request.stamped().body.clone()).await;
             let local = state.view.local;
             let response = match response {
                 // Every replica would refuse it the same way: say why, in the engine's words.
                 Err(e) if is_limit_error(&e) => {
-                    in_flight.detach_if(fanout == Fanout::All);
+                    in_flight.detach_if(fanout == Fanout::All, deadline);
                     return Err(e);
                 }
                 Err(e) => Err(e.to_string()),
@@ -170,8 +179,12 @@ impl<S: Storage, T: Transport> Shared<S, T> {
             // Counted by the loop below, with the remote answers.
             in_flight.push(Box::pin(std::future::ready((local, response))));
         }
+        // One timer bounds every call of the gather (they have none of their own); it is
+        // registered only at the first wait that needs it.
+        let timer = tokio::time::sleep_until(deadline);
+        tokio::pin!(timer);
         while !plan.needs.met() && !in_flight.is_empty() {
-            match tokio::time::timeout_at(deadline, in_flight.next()).await {
+            match next_by(&mut in_flight, timer.as_mut()).await {
                 Ok(answer) => {
                     let ok = self.take_answer(
                         state,
@@ -182,7 +195,7 @@ impl<S: Storage, T: Transport> Shared<S, T> {
                         &mut errors,
                     );
                     if !ok && fanout == Fanout::Needed {
-                        self.launch_backup(state, &mut backups, &mut in_flight, &request, deadline)
+                        self.launch_backup(state, &mut backups, &mut in_flight, &request)
                             .await;
                     }
                 }
@@ -197,7 +210,12 @@ impl<S: Storage, T: Transport> Shared<S, T> {
             }
         }
         // Writes go to every live replica even when the level is met before all answered.
-        in_flight.detach_if(fanout == Fanout::All);
+        // A call whose answer is in already needs no task to finish it (the late answer is
+        // dropped either way, as a detached call's is).
+        if fanout == Fanout::All && !in_flight.is_empty() {
+            drop(in_flight.start().await);
+        }
+        in_flight.detach_if(fanout == Fanout::All, deadline);
         outcome(&plan, answers, errors)
     }
 
@@ -267,19 +285,18 @@ impl<S: Storage, T: Transport> Shared<S, T> {
         state: &Arc<RingState>,
         backups: &mut Vec<usize>,
         in_flight: &mut InFlight,
-        request: &PeerRequest,
-        deadline: Instant,
+        request: &Arc<SharedRequest>,
     ) {
         let Some(target) = backups.pop() else {
             return;
         };
         if state.is_local(target) {
-            let response = serve_maybe_blocking(&self.inner, request.clone())
+            let response = serve_maybe_blocking(&self.inner, request.stamped().body.clone())
                 .await
                 .map_err(|e| e.to_string());
             in_flight.push(Box::pin(std::future::ready((target, response))));
         } else {
-            in_flight.push(self.remote_call(state, target, request.clone(), deadline));
+            in_flight.push(self.remote_call(state, target, request));
         }
     }
 
@@ -289,8 +306,7 @@ impl<S: Storage, T: Transport> Shared<S, T> {
         self: &Arc<Self>,
         state: &RingState,
         target: usize,
-        request: PeerRequest,
-        deadline: Instant,
+        request: &Arc<SharedRequest>,
     ) -> Call {
         let member = state.member(target);
         let peer = Peer {
@@ -298,9 +314,16 @@ impl<S: Storage, T: Transport> Shared<S, T> {
             addr: member.bus_addr,
         };
         let shared = Arc::clone(self);
+        let request = Arc::clone(request);
         Box::pin(async move {
-            let timeout = deadline.saturating_duration_since(Instant::now());
-            (target, shared.call_peer(peer, request, timeout).await)
+            let outcome = match shared.transport.call_shared(peer, request).await {
+                Ok(response) => {
+                    shared.inner.observe_peer_clock(response.hlc);
+                    Ok(response.body)
+                }
+                Err(e) => Err(e.to_string()),
+            };
+            (target, outcome)
         })
     }
 
@@ -344,6 +367,22 @@ impl<S: Storage, T: Transport> Shared<S, T> {
         };
         self.call_peer(peer, request, self.timeout).await
     }
+}
+
+/// The next answer of `in_flight`, or `Err` once `timer` fires. The timer is polled only
+/// when no answer is in, so a gather whose answers are ready never registers it.
+async fn next_by(
+    in_flight: &mut InFlight,
+    mut timer: Pin<&mut tokio::time::Sleep>,
+) -> Result<Answer, ()> {
+    let mut next = std::pin::pin!(in_flight.next());
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(answer) = next.as_mut().poll(cx) {
+            return Poll::Ready(Ok(answer));
+        }
+        timer.as_mut().poll(cx).map(Err)
+    })
+    .await
 }
 
 /// The answers when they meet the plan's needs, else the level's failure naming each error.

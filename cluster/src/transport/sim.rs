@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use self::faults::{Faults, Plan};
 use crate::coordinator::random::SeededRng;
 use crate::rpc::{PeerRequest, PeerResponse, Stamped};
-use crate::transport::{Handler, Peer, Transport, TransportError};
+use crate::transport::{Handler, Peer, SharedRequest, Transport, TransportError};
 
 /// Port of the made-up addresses of simulated nodes (they label errors, nothing listens).
 const SIM_PORT: u16 = 17_000;
@@ -325,5 +325,13 @@ impl<H: Handler> Transport for SimTransport<H> {
             Ok(result) => result,
             Err(_) => Err(TransportError::Timeout(timeout)),
         }
+    }
+
+    async fn call_shared(
+        &self,
+        peer: Peer,
+        request: Arc<SharedRequest>,
+    ) -> Result<Stamped<PeerResponse>, TransportError> {
+        self.deliver(peer, request.stamped().clone()).await
     }
 }

@@ -34,7 +34,7 @@ use tracing::{debug, info, warn};
 use self::conn::Conn;
 use self::peers::PeerTable;
 use crate::rpc::{PeerRequest, PeerResponse, Stamped};
-use crate::transport::{Handler, Peer, Transport, TransportError};
+use crate::transport::{Handler, Peer, SharedRequest, Transport, TransportError};
 use crate::wire::{self, FrameCodec, FRAME_HEADER_BYTES};
 
 /// Settings of a [`TcpTransport`].
@@ -252,17 +252,8 @@ impl<H: Handler> Transport for TcpTransport<H> {
         }
         let deadline = Instant::now() + timeout;
         let outcome = if peer.number == inner.config.local {
-            // A node calling itself needs no socket (and two connections to itself would
-            // confuse the one-connection-per-peer table).
-            let handler = Arc::clone(&inner.handler);
-            let from = inner.config.local;
-            let task = tokio::spawn(async move { handler.handle(from, request).await });
-            match tokio::time::timeout_at(deadline, task).await {
-                Ok(Ok(response)) => Ok(response),
-                Ok(Err(_)) => Err(TransportError::Connection {
-                    addr: peer.addr,
-                    reason: "the local handler failed".to_owned(),
-                }),
+            match tokio::time::timeout_at(deadline, inner.call_self(peer, request)).await {
+                Ok(outcome) => outcome,
                 Err(_) => Err(TransportError::Timeout(timeout)),
             }
         } else {
@@ -273,9 +264,53 @@ impl<H: Handler> Transport for TcpTransport<H> {
         }
         outcome
     }
+
+    async fn call_shared(
+        &self,
+        peer: Peer,
+        request: Arc<SharedRequest>,
+    ) -> Result<Stamped<PeerResponse>, TransportError> {
+        let inner = &self.inner;
+        Counters::bump(&inner.counters.calls);
+        if inner.closing.load(Ordering::SeqCst) {
+            return Err(TransportError::Closed);
+        }
+        if peer.number == inner.config.local {
+            return inner.call_self(peer, request.stamped().clone()).await;
+        }
+        // Before dialing, as in `remote_call`; the encoding is exact, so no guess to check.
+        let encoded = request.encoded();
+        let limit = inner.codec.max_frame_bytes();
+        if encoded.frame_len() > limit {
+            return Err(TransportError::TooLarge {
+                bytes: encoded.frame_len(),
+                limit,
+            });
+        }
+        let dial_deadline = Instant::now() + inner.config.connect_timeout;
+        let conn = inner.connection(peer, dial_deadline).await?;
+        conn.request_encoded(encoded).await
+    }
 }
 
 impl<H: Handler> Inner<H> {
+    /// A call of this node to itself: it needs no socket (and two connections to itself
+    /// would confuse the one-connection-per-peer table), only the handler, in a task of its
+    /// own as a peer's would be.
+    async fn call_self(
+        &self,
+        peer: Peer,
+        request: Stamped<PeerRequest>,
+    ) -> Result<Stamped<PeerResponse>, TransportError> {
+        let handler = Arc::clone(&self.handler);
+        let from = self.config.local;
+        let task = tokio::spawn(async move { handler.handle(from, request).await });
+        task.await.map_err(|_| TransportError::Connection {
+            addr: peer.addr,
+            reason: "the local handler failed".to_owned(),
+        })
+    }
+
     async fn remote_call(
         self: &Arc<Self>,
         peer: Peer,

@@ -248,4 +248,35 @@ impl FrameCodec {
             .copy_from_slice(&crc.to_be_bytes());
         Ok(total)
     }
+
+    /// Appends the frame of a payload encoded and checksummed beforehand (`crc` is
+    /// `crc32fast::hash(payload)`): the bytes [`FrameCodec::encode_with`] writes for it.
+    /// Returns the frame's size.
+    ///
+    /// # Errors
+    /// [`WireError::FrameSize`] when the frame is over the bound (`dst` is left as it was).
+    pub fn encode_checksummed(
+        &self,
+        dst: &mut BytesMut,
+        kind: FrameKind,
+        request_id: u64,
+        payload: &[u8],
+        crc: u32,
+    ) -> Result<usize, WireError> {
+        let total = FRAME_HEADER_BYTES + payload.len();
+        let Some(declared) = u32::try_from(total - 4)
+            .ok()
+            .filter(|_| total <= self.max_frame_bytes)
+        else {
+            return Err(self.size_error(total as u64));
+        };
+        dst.reserve(total);
+        dst.put_u32(declared);
+        dst.put_u8(PROTOCOL_VERSION);
+        dst.put_u8(kind.tag());
+        dst.put_u64(request_id);
+        dst.put_u32(crc);
+        dst.extend_from_slice(payload);
+        Ok(total)
+    }
 }

@@ -241,6 +241,41 @@ proptest! {
         prop_assert_eq!(&dst[..], &before[..]);
     }
 
+    /// A request encoded once frames to the same bytes as one encoded in place, for any id.
+    #[test]
+    fn encoded_requests_frame_as_requests_encoded_in_place(
+        request in request(),
+        ids in proptest::collection::vec(any::<u64>(), 1..4),
+        before in proptest::collection::vec(any::<u8>(), 0..8),
+    ) {
+        let codec = FrameCodec::default();
+        let encoded = EncodedRequest::new(&request);
+        for id in ids {
+            let mut dst = BytesMut::from(&before[..]);
+            let n = put_encoded_request_frame(&codec, &mut dst, id, &encoded).expect("within the bound");
+            let mut expected = BytesMut::from(&before[..]);
+            let m = put_request_frame(&codec, &mut expected, id, &request).expect("within the bound");
+            prop_assert_eq!((n, encoded.frame_len()), (m, m));
+            prop_assert_eq!(dst, expected);
+        }
+    }
+
+    /// An encoded request over the bound is refused and leaves the buffer as it was.
+    #[test]
+    fn encoded_requests_over_the_bound_are_not_written(
+        request in request(),
+        before in proptest::collection::vec(any::<u8>(), 0..8),
+    ) {
+        let encoded = EncodedRequest::new(&request);
+        let codec = FrameCodec::new(encoded.frame_len() - 1);
+        let mut dst = BytesMut::from(&before[..]);
+        let refused = put_encoded_request_frame(&codec, &mut dst, 1, &encoded);
+        prop_assert!(matches!(refused, Err(WireError::FrameSize { .. })), "{:?}", refused);
+        prop_assert_eq!(&dst[..], &before[..]);
+        let fits = FrameCodec::new(encoded.frame_len());
+        prop_assert!(put_encoded_request_frame(&fits, &mut dst, 1, &encoded).is_ok());
+    }
+
     /// Frames arriving in pieces of any size decode to the same frames.
     #[test]
     fn frames_survive_any_split(

@@ -173,6 +173,29 @@ impl Conn {
     /// `size_hint` is [`wire::request_frame_size_hint`] of `request`, worked out once by the
     /// caller (it walks every record).
     pub(super) async fn request(&self, request: &Stamped<PeerRequest>, size_hint: usize) -> Reply {
+        let codec = self.codec;
+        self.call_with(size_hint, |buf, id| {
+            wire::put_request_frame(&codec, buf, id, request)
+        })
+        .await
+    }
+
+    /// [`Conn::request`] of a request encoded beforehand (one encoding for several peers).
+    pub(super) async fn request_encoded(&self, encoded: &wire::EncodedRequest) -> Reply {
+        let codec = self.codec;
+        self.call_with(encoded.frame_len(), |buf, id| {
+            wire::put_encoded_request_frame(&codec, buf, id, encoded)
+        })
+        .await
+    }
+
+    /// Sends the request frame `encode` appends for a fresh request id and waits for its
+    /// response, as [`Conn::request`] describes.
+    async fn call_with(
+        &self,
+        size_hint: usize,
+        encode: impl FnOnce(&mut BytesMut, u64) -> Result<usize, WireError>,
+    ) -> Reply {
         let id = self.next_request.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.pending.lock().insert(id, tx);
@@ -186,11 +209,7 @@ impl Conn {
             return Err(self.broken());
         }
         let codec = self.codec;
-        let queued = self
-            .push_frame(size_hint, |buf| {
-                wire::put_request_frame(&codec, buf, id, request)
-            })
-            .await;
+        let queued = self.push_frame(size_hint, |buf| encode(buf, id)).await;
         match queued {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(too_large(e, codec.max_frame_bytes())),

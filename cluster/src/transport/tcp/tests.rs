@@ -135,6 +135,60 @@ async fn calls_go_both_ways_over_one_connection() {
 }
 
 #[tokio::test]
+async fn a_shared_request_reaches_every_peer_it_is_sent_to() {
+    let (a, _) = node(1).await;
+    let (b, b_echo) = node(2).await;
+    let (c, c_echo) = node(3).await;
+    let shared = Arc::new(SharedRequest::new(ask(9, 1)));
+    let (to_b, to_c) = tokio::join!(
+        a.call_shared(peer(2, &b), Arc::clone(&shared)),
+        a.call_shared(peer(3, &c), Arc::clone(&shared)),
+    );
+    assert_eq!(
+        to_b.expect("a to b").body,
+        PeerResponse::Counts(vec![2, 1, 9])
+    );
+    assert_eq!(
+        to_c.expect("a to c").body,
+        PeerResponse::Counts(vec![3, 1, 9])
+    );
+    // Sent again on the same connection: a fresh request id, the same bytes otherwise.
+    let again = a
+        .call_shared(peer(2, &b), shared)
+        .await
+        .expect("a to b again");
+    assert_eq!(again.body, PeerResponse::Counts(vec![2, 1, 9]));
+    assert_eq!(b_echo.seen.load(Ordering::SeqCst), 2);
+    assert_eq!(c_echo.seen.load(Ordering::SeqCst), 1);
+    assert_eq!(a.stats().calls, 3);
+}
+
+#[tokio::test]
+async fn a_shared_request_over_the_bound_is_refused_before_dialing() {
+    let echo = Arc::new(Echo::new(1));
+    let mut small = config(1, SocketAddr::from(([127, 0, 0, 1], 0)));
+    small.max_frame_bytes = 1024;
+    let a = TcpTransport::bind(small, echo).await.expect("bind");
+    let (b, b_echo) = node(2).await;
+    let big = Arc::new(SharedRequest::new(Stamped {
+        hlc: 1,
+        body: PeerRequest::Read {
+            keys: vec![(1, Bytes::from(vec![0u8; 2048]))],
+        },
+    }));
+    let err = a
+        .call_shared(peer(2, &b), big)
+        .await
+        .expect_err("too large");
+    assert!(
+        matches!(err, TransportError::TooLarge { limit: 1024, .. }),
+        "{err}"
+    );
+    assert_eq!(a.stats().connections_open, 0);
+    assert_eq!(b_echo.seen.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
 async fn serves_on_a_listener_bound_by_the_caller() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
