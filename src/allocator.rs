@@ -1,23 +1,16 @@
-//! The binary's allocator: mimalloc, with its purge delay raised from 1 s to 10 s, asked for
-//! plain `mi_malloc` whenever a layout's alignment allows it.
+//! The binary's allocator: mimalloc, with its purge delay raised from 1 s to 10 s.
 //!
-//! Owns the `#[global_allocator]` and the one tuning applied to it at start. Libraries stay
+//! Owns the `#[global_allocator]` (mimalloc, entered without its aligned API where no
+//! alignment is asked for) and the one tuning applied to it at start. Libraries stay
 //! allocator-agnostic; nothing outside `src/main.rs` and this module names mimalloc. This is the
-//! only `unsafe` in the workspace: the global allocator's calls into mimalloc, and two calls
-//! into mimalloc's C option API, which the `mimalloc` crate does not wrap for this option.
+//! only `unsafe` in the workspace: calls into mimalloc's C API, for an option the `mimalloc`
+//! crate does not wrap and for its plain allocation entry points.
 //!
 //! *Why the purge delay:* mimalloc returns ("purges") freed pages to the OS 1 s after they empty.
 //! A node under steady load frees and reuses the same pages every few seconds (flushed memtables,
 //! SSTable builders, compaction buffers), so each purge came back as minor page faults on the
 //! next allocation: 25,000-31,000 faults per 400k `SET -P16` of 1 KiB values with the default,
 //! 100-400 with 10 s, and about 20% less CPU (A/B, `MIMALLOC_PURGE_DELAY=1000` as the default). Memory still goes back to the OS once it has been idle for 10 s.
-//!
-//! *Why not `mimalloc::MiMalloc` itself:* it asks `mi_malloc_aligned` for every allocation,
-//! whose fast path only covers blocks up to 1 KiB; every larger block (a 1 KiB value with its
-//! key and framing, a frame or WAL buffer) took its generic path and then its over-allocating
-//! fallback, about eight times per replicated `SET` on its coordinator (callgrind).
-//! `mi_malloc` already aligns every block to 16 bytes (8 for blocks of 8 bytes or less), so
-//! layouts within that go to it, as Rust's own `System` allocator does with `malloc`.
 
 // The FFI calls below are the workspace's only unsafe code (the lint denies it elsewhere).
 #![allow(unsafe_code)]
@@ -25,73 +18,62 @@
 use std::alloc::{GlobalAlloc, Layout};
 use std::ffi::{c_int, c_long, c_void};
 
-// Links mimalloc's C library (built by the crate's `libmimalloc-sys`), which the declarations
-// below call into.
-use mimalloc as _;
-
 /// mimalloc instead of glibc's malloc: per-request allocations (buffers, requests, replies)
 /// were a fifth of the node's instructions under glibc (benches/README.md).
 #[global_allocator]
-static GLOBAL: MiMalloc = MiMalloc;
+static GLOBAL: Mimalloc = Mimalloc;
 
-/// The alignment `mi_malloc` gives every block of at least this many bytes
-/// (`MI_MAX_ALIGN_SIZE`); smaller blocks are aligned to their size rounded up to 8.
-const MI_MAX_ALIGN_SIZE: usize = 16;
+/// Alignment every mimalloc block has without asking: its size classes are whole machine
+/// words (`mi_bin` in its `page-queue.c`) and its pages start word-aligned.
+const WORD_ALIGN: usize = std::mem::size_of::<usize>();
 
-/// mimalloc as the global allocator; see the module documentation.
-struct MiMalloc;
+/// mimalloc through its plain entry points when the layout asks for no more than word
+/// alignment, which is nearly every Rust allocation, and through `mimalloc::MiMalloc` (its
+/// `*_aligned` entry points) otherwise.
+///
+/// *Why:* `MiMalloc` sends every allocation through `mi_malloc_aligned`. In mimalloc v3 that
+/// takes its fast path only while the size class's page has a free block at hand; otherwise,
+/// for a size that is not a power of two, it over-allocates `size + align - 1` from the next
+/// size class, so the first page is never refilled and the slow path repeats. Callgrind of
+/// `SET -P16`: 44% of the worker's allocations took it, about 185 instructions each.
+struct Mimalloc;
 
-/// Whether `mi_malloc` of `size` bytes is aligned enough for `align` (Rust's `System`
-/// allocator asks the same of `malloc`).
-fn plain_alignment_suffices(align: usize, size: usize) -> bool {
-    align <= MI_MAX_ALIGN_SIZE && align <= size
-}
-
-// SAFETY: every block comes from mimalloc, aligned as the layout asks (`mi_malloc` gives 16
-// bytes, or the block's size rounded up to 8 when smaller, which covers any alignment up to
-// the size), and is freed or resized by mimalloc, which accepts blocks from any of its
-// allocation functions.
-unsafe impl GlobalAlloc for MiMalloc {
-    #[inline]
+// SAFETY: every method forwards to mimalloc, whose plain entry points return blocks aligned to
+// at least `WORD_ALIGN` (checked by the tests below for every size class up to 64 KiB), and
+// to `MiMalloc` for larger alignments; `mi_free` frees blocks from either.
+unsafe impl GlobalAlloc for Mimalloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: plain C allocation calls; a null result is passed on as `alloc` allows.
-        unsafe {
-            if plain_alignment_suffices(layout.align(), layout.size()) {
-                mi_malloc(layout.size()).cast()
-            } else {
-                mi_malloc_aligned(layout.size(), layout.align()).cast()
-            }
+        if layout.align() <= WORD_ALIGN {
+            // SAFETY: mi_malloc takes any size.
+            unsafe { mi_malloc(layout.size()).cast() }
+        } else {
+            // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract.
+            unsafe { mimalloc::MiMalloc.alloc(layout) }
         }
     }
 
-    #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: as `alloc`.
-        unsafe {
-            if plain_alignment_suffices(layout.align(), layout.size()) {
-                mi_zalloc(layout.size()).cast()
-            } else {
-                mi_zalloc_aligned(layout.size(), layout.align()).cast()
-            }
+        if layout.align() <= WORD_ALIGN {
+            // SAFETY: mi_zalloc takes any size.
+            unsafe { mi_zalloc(layout.size()).cast() }
+        } else {
+            // SAFETY: as `alloc`.
+            unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) }
         }
     }
 
-    #[inline]
-    unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
-        // SAFETY: `ptr` came from this allocator (the caller's contract), so from mimalloc.
-        unsafe { mi_free(ptr.cast()) }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from this allocator, so from mimalloc.
+        unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
     }
 
-    #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: `ptr` came from this allocator; the new block keeps the layout's alignment
-        // by the same rule as `alloc`.
-        unsafe {
-            if plain_alignment_suffices(layout.align(), new_size) {
-                mi_realloc(ptr.cast(), new_size).cast()
-            } else {
-                mi_realloc_aligned(ptr.cast(), new_size, layout.align()).cast()
-            }
+        if layout.align() <= WORD_ALIGN {
+            // SAFETY: `ptr` came from mimalloc; mi_realloc keeps (word) alignment.
+            unsafe { mi_realloc(ptr.cast(), new_size).cast() }
+        } else {
+            // SAFETY: as `alloc`.
+            unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) }
         }
     }
 }
@@ -105,16 +87,12 @@ const MI_OPTION_PURGE_DELAY: c_int = 15;
 pub const PURGE_DELAY_MS: c_long = 10_000;
 
 unsafe extern "C" {
+    fn mi_malloc(size: usize) -> *mut c_void;
+    fn mi_zalloc(size: usize) -> *mut c_void;
+    fn mi_realloc(p: *mut c_void, new_size: usize) -> *mut c_void;
     #[cfg(test)]
     fn mi_option_get(option: c_int) -> c_long;
     fn mi_option_set(option: c_int, value: c_long);
-    fn mi_malloc(size: usize) -> *mut c_void;
-    fn mi_zalloc(size: usize) -> *mut c_void;
-    fn mi_realloc(p: *mut c_void, newsize: usize) -> *mut c_void;
-    fn mi_free(p: *mut c_void);
-    fn mi_malloc_aligned(size: usize, alignment: usize) -> *mut c_void;
-    fn mi_zalloc_aligned(size: usize, alignment: usize) -> *mut c_void;
-    fn mi_realloc_aligned(p: *mut c_void, newsize: usize, alignment: usize) -> *mut c_void;
 }
 
 /// Sets the purge delay, unless the operator chose one through mimalloc's own environment
@@ -150,55 +128,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn blocks_are_aligned_as_their_layouts_ask_and_keep_their_bytes_through_realloc() {
-        let layout = |size, align| Layout::from_size_align(size, align).expect("valid layout");
-        for size in [
-            1,
-            7,
-            8,
-            9,
-            15,
-            16,
-            17,
-            24,
-            40,
-            1000,
-            1024,
-            1100,
-            4096,
-            70_000,
-            5 << 20,
-        ] {
-            for align in [1, 2, 4, 8, 16, 32, 64, 128, 4096] {
-                // SAFETY: non-zero sizes; each block is used within its size and freed with
-                // the layout it has at that point.
-                unsafe {
-                    let zeroed = GLOBAL.alloc_zeroed(layout(size, align));
-                    assert_eq!(zeroed as usize % align, 0, "zalloc {size} at {align}");
-                    assert!(std::slice::from_raw_parts(zeroed, size)
-                        .iter()
-                        .all(|&b| b == 0));
-                    GLOBAL.dealloc(zeroed, layout(size, align));
-
-                    let block = GLOBAL.alloc(layout(size, align));
-                    assert_eq!(block as usize % align, 0, "alloc {size} at {align}");
-                    for i in 0..size {
-                        *block.add(i) = i as u8;
-                    }
-                    let (grown_size, shrunk_size) = (size * 3, size / 2 + 1);
-                    let grown = GLOBAL.realloc(block, layout(size, align), grown_size);
-                    assert_eq!(grown as usize % align, 0, "grow {size} at {align}");
-                    assert!((0..size).all(|i| *grown.add(i) == i as u8));
-                    let shrunk = GLOBAL.realloc(grown, layout(grown_size, align), shrunk_size);
-                    assert_eq!(shrunk as usize % align, 0, "shrink {size} at {align}");
-                    assert!((0..shrunk_size).all(|i| *shrunk.add(i) == i as u8));
-                    GLOBAL.dealloc(shrunk, layout(shrunk_size, align));
-                }
-            }
-        }
-    }
-
-    #[test]
     fn the_option_index_is_the_purge_delay_and_configure_sets_it() {
         if operator_set_purge_delay(std::env::vars_os().map(|(k, _)| k)) {
             return; // the operator's value would be read instead of the default
@@ -226,5 +155,36 @@ mod tests {
         assert!(!operator_set_purge_delay(
             names(&["MIMALLOC_VERBOSE", "HOME"]).into_iter()
         ));
+    }
+
+    #[test]
+    fn every_layout_gets_a_block_as_aligned_as_it_asks_and_zeroed_when_asked() {
+        let mut sizes: Vec<usize> = (1..=1100).collect();
+        sizes.extend((1..=64).map(|k| k * 1024 + 24));
+        for size in sizes {
+            for align in [1, 2, 4, 8, 16, 64, 4096] {
+                let layout = Layout::from_size_align(size, align).expect("layout");
+                // SAFETY: non-zero size; every block is freed with its layout.
+                unsafe {
+                    let p = GLOBAL.alloc(layout);
+                    assert!(
+                        !p.is_null() && (p as usize).is_multiple_of(align),
+                        "{size}/{align}"
+                    );
+                    p.write_bytes(0xAB, size);
+                    let grown = GLOBAL.realloc(p, layout, size * 2 + 8);
+                    assert!(!grown.is_null() && (grown as usize).is_multiple_of(align));
+                    assert_eq!(*grown.add(size - 1), 0xAB, "realloc keeps the contents");
+                    GLOBAL.dealloc(
+                        grown,
+                        Layout::from_size_align(size * 2 + 8, align).expect("layout"),
+                    );
+                    let z = GLOBAL.alloc_zeroed(layout);
+                    assert!(!z.is_null() && (z as usize).is_multiple_of(align));
+                    assert!(std::slice::from_raw_parts(z, size).iter().all(|&b| b == 0));
+                    GLOBAL.dealloc(z, layout);
+                }
+            }
+        }
     }
 }

@@ -161,6 +161,31 @@ impl Memtable {
         self.max_seqno.load(Ordering::Relaxed)
     }
 
+    /// Calls `f` with each user key's newest entry (the highest version), in key order, and
+    /// returns how many older versions it skipped. Stops at `f`'s first error.
+    ///
+    /// For the flush of a frozen memtable: it walks the map under its read lock without
+    /// cloning any entry (writers never insert into a frozen memtable, so the lock keeps no
+    /// one out), where [`Memtable::iter`] copies keys and bumps reference counts per entry.
+    pub(crate) fn for_each_newest(
+        &self,
+        mut f: impl FnMut(&[u8], Version, &Entry) -> Result<()>,
+    ) -> Result<u64> {
+        let map = self.map.read();
+        let mut last: Option<&KeyBytes> = None;
+        let mut skipped = 0;
+        for (k, e) in map.iter() {
+            // Versions of one key sit together, newest first: only the first one is taken.
+            if last.is_some_and(|l| l.as_slice() == k.user_key.as_slice()) {
+                skipped += 1;
+                continue;
+            }
+            last = Some(&k.user_key);
+            f(k.user_key.as_slice(), k.version, e)?;
+        }
+        Ok(skipped)
+    }
+
     /// An iterator from the first key at or after `start`.
     pub(crate) fn iter(self: &Arc<Self>, start: Bound<&[u8]>) -> MemtableIter {
         let start = match start {

@@ -6,7 +6,6 @@
 //! and a WAL that still replays; a crash after it leaves segments that replay is told to skip.
 //! Must never flush memtables out of order (the WAL low-water mark would skip unflushed data).
 
-use std::ops::Bound;
 use std::sync::Arc;
 
 use tracing::debug;
@@ -15,7 +14,6 @@ use crate::db::state::{SuperVersion, TableHandle};
 use crate::db::DbInner;
 use crate::dir;
 use crate::error::Result;
-use crate::iter::EntryIter;
 use crate::manifest::VersionEdit;
 use crate::sstable::builder::SsTableBuilder;
 use crate::stats::Counters;
@@ -33,15 +31,19 @@ impl DbInner {
             let id = self.new_file_id();
             let path = dir::table_path(&self.dir, id);
             let mut builder = SsTableBuilder::create(&path, id, &self.opts)?;
-            let mut iter = memtable.iter(Bound::Unbounded);
-            while let Some((key, version, entry)) = iter.current() {
-                builder.add(key, version, entry)?;
-                iter.advance()?;
-            }
+            // Only each key's newest version goes to the table. A reader reaches the table only
+            // through a view published after this flush, and every reader loads its view before
+            // its sequence number (a snapshot takes both under the write lock), so it reads at a
+            // seqno that covers every write in this memtable and sees each key's newest version
+            // alone. Snapshots and iterators taken earlier keep reading the memtable itself.
+            // Compaction drops shadowed versions the same way; doing it here spares the flush
+            // and the first compaction the overwritten entries.
+            let shadowed =
+                memtable.for_each_newest(|key, version, entry| builder.add(key, version, entry))?;
             let meta = builder.finish()?;
             dir::sync_dir(&dir::tables_dir(&self.dir))?;
             Counters::add(&self.counters.flush_bytes_written, meta.file_bytes);
-            added = Some((meta, path));
+            added = Some((meta, path, shadowed));
         }
 
         let mut manifest = self.manifest.lock();
@@ -76,11 +78,12 @@ impl DbInner {
             }
         }
         let mut handle = None;
-        if let Some((meta, path)) = added {
+        if let Some((meta, path, shadowed)) = added {
             debug!(
                 table = meta.id,
                 bytes = meta.file_bytes,
                 records = meta.records,
+                shadowed,
                 "flushed memtable"
             );
             edits.push(VersionEdit::AddTable {
@@ -114,5 +117,70 @@ impl DbInner {
         Counters::incr(&self.counters.flushes);
         self.wal.remove_segments_before(log_number)?;
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Db, Options, Record, Version};
+
+    fn v(hlc: u64) -> Version {
+        Version::new(hlc << 16, 1)
+    }
+
+    #[test]
+    fn a_flush_writes_each_keys_newest_version_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db =
+            Db::open(dir.path(), Options::default().with_background_work(false)).expect("open");
+        db.put(b"a", Record::value(v(1), "a1")).expect("put");
+        db.put(b"a", Record::value(v(3), "a3")).expect("put");
+        // Arrives last with an older version: the newest version wins, not the last write.
+        db.put(b"a", Record::value(v(2), "a2")).expect("put");
+        db.put(b"b", Record::value(v(1), "b1")).expect("put");
+        db.put(b"b", Record::tombstone(v(2))).expect("put");
+        db.put(b"c", Record::value(v(1), "c1")).expect("put");
+        let before = db.snapshot();
+        db.put(b"c", Record::value(v(2), "c2")).expect("put");
+        db.flush().expect("flush");
+
+        let level0 = &db.stats().levels[0];
+        assert_eq!((level0.tables, level0.records), (1, 3));
+        let value = |r: Option<Record>| r.and_then(|r| r.value);
+        assert_eq!(
+            value(db.get(b"a").expect("get")).as_deref(),
+            Some(&b"a3"[..])
+        );
+        assert!(db.get(b"b").expect("get").is_none());
+        let b = db
+            .get_record(b"b")
+            .expect("get")
+            .expect("the tombstone is kept");
+        assert_eq!((b.version, b.value), (v(2), None));
+        assert_eq!(
+            value(db.get(b"c").expect("get")).as_deref(),
+            Some(&b"c2"[..])
+        );
+        // A snapshot taken before the overwrite still reads what it saw: it reads the
+        // memtable it pinned, not the table.
+        assert_eq!(
+            value(before.get(b"c").expect("get")).as_deref(),
+            Some(&b"c1"[..])
+        );
+        drop(before);
+
+        // And after a reopen, from the table alone.
+        drop(db);
+        let db =
+            Db::open(dir.path(), Options::default().with_background_work(false)).expect("reopen");
+        assert_eq!(
+            value(db.get(b"a").expect("get")).as_deref(),
+            Some(&b"a3"[..])
+        );
+        assert!(db.get(b"b").expect("get").is_none());
+        assert_eq!(
+            value(db.get(b"c").expect("get")).as_deref(),
+            Some(&b"c2"[..])
+        );
     }
 }

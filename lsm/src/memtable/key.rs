@@ -62,12 +62,20 @@ impl KeyBytes {
     /// and when one key is a prefix of the other the longer one sorts after it either way (a
     /// non-zero byte past the prefix beats the padding; only zeros past it tie the buffers and
     /// leave the length to decide). This replaces a `memcmp` call per search step, which
-    /// profiled as a third of a memtable search.
+    /// profiled as a third of a memtable search. The buffers are read a word at a time and the
+    /// first unequal word decides, so keys that differ early cost one or two words (reading
+    /// all of both buffers up front was 7% of a `SET`'s instructions).
     #[inline]
     pub(super) fn cmp_bytes(&self, other: &Self) -> std::cmp::Ordering {
         match (self, other) {
             (KeyBytes::Inline { len: a_len, buf: a }, KeyBytes::Inline { len: b_len, buf: b }) => {
-                inline_words(a).cmp(&inline_words(b)).then(a_len.cmp(b_len))
+                for at in INLINE_WORD_STARTS {
+                    let (x, y) = (inline_word(a, at), inline_word(b, at));
+                    if x != y {
+                        return x.cmp(&y);
+                    }
+                }
+                a_len.cmp(b_len)
             }
             _ => self.as_slice().cmp(other.as_slice()),
         }
@@ -81,16 +89,16 @@ impl KeyBytes {
     }
 }
 
-/// An inline key buffer as two big-endian words whose order is the buffer's byte order: bytes
-/// 0..16 and 14..30 (the overlap is equal whenever the first words are, so the second word
-/// decides by bytes 16..30).
+/// Where the words of an inline key buffer start: bytes 0..8, 8..16, 16..24 and 22..30 (the
+/// overlap is equal whenever the earlier words are, so the last word decides by bytes 24..30).
+const INLINE_WORD_STARTS: [usize; 4] = [0, 8, 16, INLINE_KEY_BYTES - 8];
+
+/// The big-endian word at `at` of an inline key buffer, whose order is the bytes' order.
 #[inline]
-fn inline_words(buf: &[u8; INLINE_KEY_BYTES]) -> (u128, u128) {
-    let mut head = [0u8; 16];
-    let mut tail = [0u8; 16];
-    head.copy_from_slice(&buf[..16]);
-    tail.copy_from_slice(&buf[INLINE_KEY_BYTES - 16..]);
-    (u128::from_be_bytes(head), u128::from_be_bytes(tail))
+fn inline_word(buf: &[u8; INLINE_KEY_BYTES], at: usize) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&buf[at..at + 8]);
+    u64::from_be_bytes(word)
 }
 
 /// The ordered map's key: ordered exactly as [`InternalKey`] (user key ascending, version

@@ -192,8 +192,43 @@ proptest! {
             seen.push(((k.to_vec(), std::cmp::Reverse(v)), e.clone()));
             it.advance().expect("memtable iteration does not fail");
         }
+        // The flush's walk: each key's first entry in internal-key order, the rest counted.
+        let mut newest = Vec::new();
+        let skipped = m
+            .for_each_newest(|k, v, e| {
+                newest.push((k.to_vec(), v, e.clone()));
+                Ok(())
+            })
+            .expect("the callback does not fail");
+        let mut want_newest: Vec<(Vec<u8>, Version, Entry)> = Vec::new();
+        for ((k, v), e) in &model {
+            if want_newest.last().is_none_or(|(last, _, _)| last != k) {
+                want_newest.push((k.clone(), v.0, e.clone()));
+            }
+        }
+        prop_assert_eq!(skipped as usize, model.len() - want_newest.len());
+        prop_assert_eq!(newest, want_newest);
         prop_assert_eq!(seen, model.into_iter().collect::<Vec<_>>());
     }
+}
+
+#[test]
+fn for_each_newest_stops_at_the_first_error() {
+    let m = Memtable::new(1);
+    for (i, key) in ["a", "b", "c"].iter().enumerate() {
+        put(&m, key, 2, 2 * i as u64 + 1, "new");
+        put(&m, key, 1, 2 * i as u64 + 2, "old");
+    }
+    let mut calls = Vec::new();
+    let result = m.for_each_newest(|k, v, _| {
+        calls.push((k.to_vec(), v.hlc));
+        if k == b"b" {
+            return Err(crate::error::Error::Closed);
+        }
+        Ok(())
+    });
+    assert!(matches!(result, Err(crate::error::Error::Closed)));
+    assert_eq!(calls, vec![(b"a".to_vec(), 2), (b"b".to_vec(), 2)]);
 }
 
 #[test]

@@ -30,13 +30,15 @@ use std::cmp::Ordering;
 
 use bytes::Bytes;
 
-use crate::coding::{put_varint, Decoder};
+use crate::coding::{put_varint, varint_len, Decoder};
 use crate::record::{Entry, Version};
 
 const VERSION_LEN: usize = Version::ENCODED_LEN;
 /// Entry bytes after which the next entry starts a restart point, whatever the interval: the
 /// 4 bytes of a restart offset and the lost key-prefix sharing are small next to this.
 pub(crate) const RESTART_BYTES: usize = 1 << 10;
+/// Longest varint of an entry header field (a `u64` in 7-bit groups).
+const MAX_HEADER_VARINT: usize = 10;
 const KIND_VALUE: u8 = 0;
 const KIND_TOMBSTONE: u8 = 1;
 
@@ -100,8 +102,6 @@ pub(crate) struct BlockBuilder {
     last_key: Vec<u8>,
     /// The key being added, kept to avoid an allocation per entry.
     scratch: Vec<u8>,
-    /// The value part being added, likewise.
-    rest: Vec<u8>,
     entries: usize,
 }
 
@@ -115,7 +115,6 @@ impl BlockBuilder {
             since_restart: 0,
             last_key: Vec::new(),
             scratch: Vec::new(),
-            rest: Vec::new(),
             entries: 0,
         }
     }
@@ -143,23 +142,25 @@ impl BlockBuilder {
                 .count()
         };
 
-        self.rest.clear();
-        put_varint(&mut self.rest, entry.seqno);
-        put_varint(&mut self.rest, entry.expire_at_ms);
-        match &entry.value {
-            Some(v) => {
-                self.rest.push(KIND_VALUE);
-                self.rest.extend_from_slice(v);
-            }
-            None => self.rest.push(KIND_TOMBSTONE),
-        }
-
+        // The rest is written straight into the block, its length worked out first, so the
+        // value is copied once (it was copied twice through a staging buffer).
+        let value = entry.value.as_deref().unwrap_or_default();
+        let rest_len = varint_len(entry.seqno) + varint_len(entry.expire_at_ms) + 1 + value.len();
         let unshared = self.scratch.len() - shared;
+        self.buf
+            .reserve(3 * MAX_HEADER_VARINT + unshared + rest_len);
         put_varint(&mut self.buf, shared as u64);
         put_varint(&mut self.buf, unshared as u64);
-        put_varint(&mut self.buf, self.rest.len() as u64);
+        put_varint(&mut self.buf, rest_len as u64);
         self.buf.extend_from_slice(&self.scratch[shared..]);
-        self.buf.extend_from_slice(&self.rest);
+        put_varint(&mut self.buf, entry.seqno);
+        put_varint(&mut self.buf, entry.expire_at_ms);
+        self.buf.push(if entry.value.is_some() {
+            KIND_VALUE
+        } else {
+            KIND_TOMBSTONE
+        });
+        self.buf.extend_from_slice(value);
 
         std::mem::swap(&mut self.last_key, &mut self.scratch);
         self.since_restart += 1;
