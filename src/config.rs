@@ -69,7 +69,7 @@ pub struct Flags {
     #[arg(long, env = "RINGKV_WORKER_THREADS", value_name = "N")]
     pub worker_threads: Option<usize>,
     /// Bytes of the storage engine's row cache (recent point reads' answers), 0 = off
-    /// [default: 128 MiB].
+    /// [default: 160 MiB].
     #[arg(long, env = "RINGKV_ROW_CACHE_BYTES", value_name = "BYTES")]
     pub row_cache_bytes: Option<usize>,
     /// Default read consistency of a new connection [default: QUORUM].

@@ -300,9 +300,10 @@ impl Db {
     /// I/O and corruption errors from the tables read.
     pub fn get_record(&self, key: &[u8]) -> Result<Option<Record>> {
         self.inner.check_open()?;
+        let before = self.inner.visible_seqno.load(Ordering::Acquire);
         let view = self.inner.view();
         let seqno = self.inner.visible_seqno.load(Ordering::Acquire);
-        self.inner.get_at(&view, key, seqno, true)
+        self.inner.get_at(&view, key, seqno, Some(before))
     }
 
     /// The winning record of each of `keys`, in order: [`Db::get_record`] for every key, but
@@ -315,10 +316,11 @@ impl Db {
     /// the read).
     pub fn get_records(&self, keys: &[&[u8]]) -> Result<Vec<Option<Record>>> {
         self.inner.check_open()?;
+        let before = self.inner.visible_seqno.load(Ordering::Acquire);
         let view = self.inner.view();
         let seqno = self.inner.visible_seqno.load(Ordering::Acquire);
         keys.iter()
-            .map(|key| self.inner.get_at(&view, key, seqno, true))
+            .map(|key| self.inner.get_at(&view, key, seqno, Some(before)))
             .collect()
     }
 
@@ -551,7 +553,7 @@ impl Snapshot {
     /// I/O and corruption errors.
     pub fn get_record(&self, key: &[u8]) -> Result<Option<Record>> {
         // Not through the row cache: it may hold records newer than the snapshot.
-        self.inner.get_at(&self.view, key, self.seqno, false)
+        self.inner.get_at(&self.view, key, self.seqno, None)
     }
 
     /// Live records in `(start, end)` as of the snapshot.

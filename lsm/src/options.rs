@@ -64,7 +64,7 @@ pub struct Options {
     /// Block cache budget in bytes. Default 256 MiB.
     pub block_cache_bytes: usize,
     /// Row cache budget in bytes: per key, the winning record the tables hold (or that none
-    /// does), so repeated point reads skip the tables. 0 disables it. Default 128 MiB
+    /// does), so repeated point reads skip the tables. 0 disables it. Default 160 MiB
     /// (DESIGN.md, "Row cache").
     pub row_cache_bytes: usize,
     /// SSTables kept open at once (file handle, index and filter). Default 512.
@@ -105,7 +105,7 @@ impl Default for Options {
             compression: Compression::Lz4,
             bloom_bits_per_key: 10,
             block_cache_bytes: 256 << 20,
-            row_cache_bytes: 128 << 20,
+            row_cache_bytes: 160 << 20,
             max_open_tables: 512,
             table_target_bytes: 64 << 20,
             l0_compaction_trigger: 4,

@@ -20,8 +20,8 @@
 
 use bytes::Bytes;
 use parking_lot::RwLock;
-use quick_cache::sync::Cache;
-use quick_cache::Weighter;
+use quick_cache::sync::{Cache, DefaultLifecycle};
+use quick_cache::{DefaultHashBuilder, OptionsBuilder, Weighter};
 use std::sync::Arc;
 
 use crate::record::{Entry, Version};
@@ -30,10 +30,21 @@ use crate::stats::Counters;
 /// What the tables answer for a key: its winning record there, or `None` if no table holds it.
 pub(crate) type TablesAnswer = Option<(Version, Entry)>;
 
-/// Bookkeeping bytes charged per entry on top of its key and value: the key's and value's
-/// `Bytes` handles and heap headers, the version and entry fields, and the cache's own slot.
-/// A budget full of negative answers for short keys still bounds memory.
-const ROW_OVERHEAD_BYTES: u64 = 128;
+/// Bookkeeping bytes charged per entry on top of its key and value: the cache's slot (about
+/// 112 bytes with the key's and value's `Bytes` handles and the version and entry fields), two
+/// heap allocations and the shared header a hit's clone of each `Bytes` adds (review: 128 let
+/// a budget full of negative answers for short keys use about 1.5 times its bytes).
+const ROW_OVERHEAD_BYTES: u64 = 256;
+
+/// Shards of the cache (each with its own lock). Fixed rather than quick_cache's default of
+/// four per core, because an entry heavier than a shard's share of the budget is refused, and
+/// the largest entry worth copying ([`RowCache::fill`]) is derived from it.
+const SHARDS: usize = 16;
+
+/// The bound on the heaviest entry filled never goes below this: quick_cache gives a small
+/// budget fewer shards, so small caches may still keep an entry this heavy, and trying costs
+/// one copy of a small value.
+const MIN_MAX_ROW_WEIGHT: u64 = 4 << 10;
 
 /// Typical entry size, used only to size the cache's tables up front.
 const TYPICAL_ROW_BYTES: usize = 512;
@@ -61,6 +72,10 @@ impl Weighter<Bytes, Row> for RowWeighter {
 pub(crate) struct RowCache {
     /// `None` when the budget is 0: nothing is looked up or kept.
     cache: Option<Cache<Bytes, Row, RowWeighter>>,
+    /// The heaviest entry filled: half a shard's budget (at least [`MIN_MAX_ROW_WEIGHT`]).
+    /// quick_cache refuses entries heavier than a shard's share, and a value that large would
+    /// evict half the shard anyway.
+    max_row_weight: u64,
     /// The tables epoch: the epoch of the view fills must come from. Read-locked by fills,
     /// write-locked by [`RowCache::close_epoch`], so no fill of an older table set lands after
     /// a change began.
@@ -74,10 +89,25 @@ impl RowCache {
     pub(crate) fn new(capacity_bytes: usize, counters: Arc<Counters>) -> Self {
         let cache = (capacity_bytes > 0).then(|| {
             let items = (capacity_bytes / TYPICAL_ROW_BYTES).max(16);
-            Cache::with_weighter(items, capacity_bytes as u64, RowWeighter)
+            let options = OptionsBuilder::new()
+                .estimated_items_capacity(items)
+                .weight_capacity(capacity_bytes as u64)
+                .shards(SHARDS)
+                .build();
+            match options {
+                Ok(options) => Cache::with_options(
+                    options,
+                    RowWeighter,
+                    DefaultHashBuilder::default(),
+                    DefaultLifecycle::default(),
+                ),
+                // Unreachable with both sizes set; the default sharding serves as well.
+                Err(_) => Cache::with_weighter(items, capacity_bytes as u64, RowWeighter),
+            }
         });
         Self {
             cache,
+            max_row_weight: ((capacity_bytes / (2 * SHARDS)) as u64).max(MIN_MAX_ROW_WEIGHT),
             epoch: RwLock::new(0),
             counters,
         }
@@ -108,6 +138,17 @@ impl RowCache {
         let Some(cache) = &self.cache else {
             return;
         };
+        // Before copying anything: an answer of a closed epoch, or one too heavy to be kept,
+        // would be copied for nothing (a miss on a 10 MiB value would copy it on every read).
+        let value_bytes = answer
+            .as_ref()
+            .and_then(|(_, e)| e.value.as_ref())
+            .map_or(0, Bytes::len);
+        if (key.len() + value_bytes) as u64 + ROW_OVERHEAD_BYTES > self.max_row_weight
+            || *self.epoch.read() != epoch
+        {
+            return;
+        }
         let row = Row(answer.as_ref().map(|(version, entry)| {
             (
                 *version,
@@ -233,6 +274,13 @@ mod tests {
         }
         assert!(cache.used_bytes() <= 64 << 10);
         assert!(cache.used_bytes() > 0);
+
+        // An entry heavier than half a shard's budget is not even copied.
+        let big = RowCache::new(1 << 20, Arc::new(Counters::default()));
+        big.fill(b"big", 0, &answer(&vec![1u8; 64 << 10]));
+        assert!(big.get(b"big").is_none());
+        big.fill(b"small", 0, &answer(&vec![1u8; 16 << 10]));
+        assert!(big.get(b"small").is_some());
 
         let off = RowCache::new(0, Arc::new(Counters::default()));
         assert!(!off.enabled());

@@ -58,16 +58,18 @@ pub(crate) struct CompactionStream {
     /// Whether an entry of the current key has been yielded already.
     key_emitted: bool,
     /// Keys whose record got a verdict other than keep, if asked for: their answer may differ
-    /// after the compaction (the row cache forgets them). `None` once more than
-    /// [`MAX_CHANGED_KEYS`] were seen or when not asked for; see [`CompactionStream::changed`].
+    /// after the compaction (the row cache forgets them). `None` once they passed
+    /// [`MAX_CHANGED_KEY_BYTES`] or when not asked for; see [`CompactionStream::changed`].
     changed: Option<Vec<Bytes>>,
+    changed_bytes: usize,
     changed_overflow: bool,
     stats: StreamStats,
 }
 
-/// Most changed keys a stream lists; past that it only says "many" (the row cache is then
-/// cleared instead, cheaper than holding every key of a compaction that purges a lot).
-const MAX_CHANGED_KEYS: usize = 100_000;
+/// Most bytes of changed keys a stream lists; past that it only says "many" (the row cache is
+/// then cleared instead, cheaper than holding every key of a compaction that purges a lot).
+/// Bytes, not keys: keys may be up to 64 KiB each.
+const MAX_CHANGED_KEY_BYTES: usize = 8 << 20;
 
 /// Which keys' records a compaction removed or rewrote.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,6 +103,7 @@ impl CompactionStream {
             key_settled: false,
             key_emitted: false,
             changed: None,
+            changed_bytes: 0,
             changed_overflow: false,
             stats: StreamStats::default(),
         }
@@ -123,10 +126,12 @@ impl CompactionStream {
 
     fn note_changed(&mut self) {
         if let (Some(keys), Some(key)) = (self.changed.as_mut(), self.key.as_ref()) {
-            if keys.len() < MAX_CHANGED_KEYS {
+            self.changed_bytes += key.len();
+            if self.changed_bytes <= MAX_CHANGED_KEY_BYTES {
                 keys.push(key.clone());
             } else {
                 self.changed_overflow = true;
+                self.changed = None;
             }
         }
     }

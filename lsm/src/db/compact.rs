@@ -181,8 +181,10 @@ impl DbInner {
             self.opts.gc_grace_ms,
             bottommost,
         )
-        .with_purge_floor(purge_floor)
-        .with_changed_keys();
+        .with_purge_floor(purge_floor);
+        if self.row_cache.enabled() {
+            stream = stream.with_changed_keys();
+        }
 
         let mut outputs: Vec<(TableMeta, std::path::PathBuf)> = Vec::new();
         let mut builder: Option<(SsTableBuilder, std::path::PathBuf)> = None;

@@ -70,11 +70,12 @@ impl DbInner {
         if added.is_some() && self.row_cache.enabled() {
             tables_epoch = self.row_cache.close_epoch();
             if !self.row_cache.is_empty() {
-                let mut iter = memtable.iter(Bound::Unbounded);
-                while let Some((key, _, _)) = iter.current() {
+                // Every key of the memtable, once (its newest version is the one the table
+                // holds); the walk clones nothing.
+                memtable.for_each_newest(|key, _, _| {
                     self.row_cache.remove(key);
-                    iter.advance()?;
-                }
+                    Ok(())
+                })?;
             }
         }
         let mut handle = None;

@@ -25,16 +25,18 @@ use crate::stats::Counters;
 impl DbInner {
     /// The winning record of `key` visible at `seqno` in `view`.
     ///
-    /// `latest` says `seqno` was read after `view` at the engine's visible sequence number, so
-    /// every record in the view's tables is visible at it (a memtable's writes are published
-    /// before it is frozen, hence before its table joins any view): only such reads may use
-    /// and fill the row cache, whose entries answer for every record in the tables.
+    /// `cached_up_to` is `Some(s)` for reads at the engine's latest sequence number that read
+    /// the visible seqno `s` *before* loading `view` (and `seqno` after it): only such reads use
+    /// and fill the row cache, and they take from it only records with a seqno at most `s`.
+    /// Every such record is in `view` (it was published before the view was loaded), so a
+    /// multi-key read sees a batch racing it whole or not at all even when another reader has
+    /// cached part of it from a newer view. Snapshots pass `None`.
     pub(crate) fn get_at(
         &self,
         view: &SuperVersion,
         key: &[u8],
         seqno: u64,
-        latest: bool,
+        cached_up_to: Option<u64>,
     ) -> Result<Option<Record>> {
         Counters::incr(&self.counters.gets);
         // One hash serves the memtables' point indexes and every table's bloom filter.
@@ -46,13 +48,14 @@ impl DbInner {
         if floor.is_some_and(|floor| !tables_may_beat(view, key, floor)) {
             return Ok(best.map(|(version, entry)| entry.into_record(version)));
         }
-        let use_cache = latest && self.row_cache.enabled();
+        let use_cache = cached_up_to.is_some() && self.row_cache.enabled();
+        let cached_up_to = cached_up_to.unwrap_or(0);
         if use_cache {
             match self.row_cache.get(key) {
-                // A record written after `seqno` (cached by a reader of a newer view) must not
-                // be seen: a multi-key read at one seqno sees a racing batch whole or not at
-                // all. The tables of this view answer instead.
-                Some(Some((_, entry))) if entry.seqno > seqno => {}
+                // A record published after this read loaded its view (cached by a reader of a
+                // newer view) may be missing from this view: a multi-key read sees a racing
+                // batch whole or not at all. The tables of this view answer instead.
+                Some(Some((_, entry))) if entry.seqno > cached_up_to => {}
                 Some(answer) => {
                     if let Some(found) = answer {
                         keep_newer(&mut best, found);
