@@ -9,8 +9,10 @@
 //! 1. [`RowCache::close_epoch`] bumps the tables epoch; from then on no answer computed from
 //!    an older table set can be inserted ([`RowCache::fill`] checks the epoch under a lock the
 //!    bump takes exclusively);
-//! 2. the keys whose tables answer the change alters are removed (every key of a flushed
-//!    memtable; every key a compaction removed or rewrote the winner of), or everything;
+//! 2. the keys whose tables answer the change alters are brought up to date: a flush gives
+//!    every cached key of its memtable the newer of its cached answer and the memtable's
+//!    record ([`RowCache::refresh`]); a compaction forgets every key whose winner it removed
+//!    or rewrote; an expired-table drop forgets everything;
 //! 3. the new view, tagged with the new epoch, is installed.
 //!
 //! After step 3 every entry is the answer of the new table set: it was either computed from a
@@ -149,16 +151,9 @@ impl RowCache {
         {
             return;
         }
-        let row = Row(answer.as_ref().map(|(version, entry)| {
-            (
-                *version,
-                Entry {
-                    seqno: entry.seqno,
-                    expire_at_ms: entry.expire_at_ms,
-                    value: entry.value.as_deref().map(Bytes::copy_from_slice),
-                },
-            )
-        }));
+        let row = Row(answer
+            .as_ref()
+            .map(|(version, entry)| (*version, copy_entry(entry))));
         let current = self.epoch.read();
         if *current == epoch {
             cache.insert(Bytes::copy_from_slice(key), row);
@@ -179,6 +174,35 @@ impl RowCache {
         self.cache.as_ref().is_none_or(|c| c.is_empty())
     }
 
+    /// Step 2 of a flush, for one key of the flushed memtable: `version`/`entry` is the key's
+    /// record in the new table, so the new tables' answer is the newer of it and the cached
+    /// one. A cached key gets that answer; a key not cached stays out (a flush does not fill).
+    ///
+    /// *Why not forget the key:* a flush covers most keys of a write-heavy load, so forgetting
+    /// emptied the cache every 64 MiB of writes and the next reads paid the table path again;
+    /// updating keeps warm what was warm, at the cost of copying the values of cached keys.
+    pub(crate) fn refresh(&self, key: &[u8], version: Version, entry: &Entry) {
+        let Some(cache) = &self.cache else {
+            return;
+        };
+        let Some(Row(cached)) = cache.peek(key) else {
+            return;
+        };
+        if cached.as_ref().is_some_and(|(v, _)| *v >= version) {
+            return;
+        }
+        let weight =
+            (key.len() + entry.value.as_ref().map_or(0, Bytes::len)) as u64 + ROW_OVERHEAD_BYTES;
+        let row = Row(Some((version, copy_entry(entry))));
+        if weight > self.max_row_weight
+            || cache
+                .replace(Bytes::copy_from_slice(key), row, true)
+                .is_err()
+        {
+            cache.remove(key);
+        }
+    }
+
     /// Forgets `key`'s answer.
     pub(crate) fn remove(&self, key: &[u8]) {
         if let Some(cache) = &self.cache {
@@ -196,6 +220,16 @@ impl RowCache {
     /// Bytes currently held (weights included).
     pub(crate) fn used_bytes(&self) -> u64 {
         self.cache.as_ref().map_or(0, |c| c.weight())
+    }
+}
+
+/// `entry` with its value copied out of whatever buffer it shares (a 4 KiB block, a memtable
+/// batch), so a cached entry pins nothing but itself.
+fn copy_entry(entry: &Entry) -> Entry {
+    Entry {
+        seqno: entry.seqno,
+        expire_at_ms: entry.expire_at_ms,
+        value: entry.value.as_deref().map(Bytes::copy_from_slice),
     }
 }
 
@@ -232,6 +266,38 @@ mod tests {
         assert!(cache.get(b"k").is_none());
         cache.clear();
         assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn a_refresh_updates_cached_keys_only_and_keeps_the_newer_answer() {
+        let cache = RowCache::new(1 << 20, Arc::new(Counters::default()));
+        let record = |hlc: u64, value: &[u8]| {
+            (
+                Version::new(hlc, 1),
+                Entry {
+                    seqno: hlc,
+                    expire_at_ms: 0,
+                    value: Some(Bytes::copy_from_slice(value)),
+                },
+            )
+        };
+        cache.fill(b"cached", 0, &Some(record(5, b"five")));
+        cache.fill(b"absent", 0, &None);
+        let (v9, e9) = record(9, b"nine");
+        cache.refresh(b"cached", v9, &e9);
+        cache.refresh(b"absent", v9, &e9);
+        cache.refresh(b"uncached", v9, &e9);
+        assert_eq!(cache.get(b"cached"), Some(Some(record(9, b"nine"))));
+        assert_eq!(cache.get(b"absent"), Some(Some(record(9, b"nine"))));
+        assert!(cache.get(b"uncached").is_none(), "a flush does not fill");
+        // An older record arriving late does not replace the newer cached one.
+        let (v7, e7) = record(7, b"seven");
+        cache.refresh(b"cached", v7, &e7);
+        assert_eq!(cache.get(b"cached"), Some(Some(record(9, b"nine"))));
+        // One too heavy to keep is forgotten rather than left stale.
+        let (v10, e10) = record(10, &vec![0u8; 64 << 10]);
+        cache.refresh(b"cached", v10, &e10);
+        assert!(cache.get(b"cached").is_none());
     }
 
     #[test]

@@ -63,17 +63,17 @@ impl DbInner {
             VersionEdit::LastSeqno(memtable.max_seqno()),
         ];
         // The row cache's part of a table-set change (crate::row_cache), under the manifest
-        // lock so that no other change interleaves: close the epoch and forget every key the
-        // new table holds, before the view that has it is installed. Before the manifest edit,
-        // so a failure here leaves the manifest and the view agreeing.
+        // lock so that no other change interleaves: close the epoch and bring every cached key
+        // the new table holds up to date, before the view that has it is installed. Before the
+        // manifest edit, so a failure here leaves the manifest and the view agreeing.
         let mut tables_epoch = view.tables_epoch;
         if added.is_some() && self.row_cache.enabled() {
             tables_epoch = self.row_cache.close_epoch();
             if !self.row_cache.is_empty() {
-                // Every key of the memtable, once (its newest version is the one the table
-                // holds); the walk clones nothing.
-                memtable.for_each_newest(|key, _, _| {
-                    self.row_cache.remove(key);
+                // Every key of the memtable, once, with the record the new table holds for
+                // it; the walk clones nothing.
+                memtable.for_each_newest(|key, version, entry| {
+                    self.row_cache.refresh(key, version, entry);
                     Ok(())
                 })?;
             }

@@ -29,7 +29,7 @@ fn value_of(db: &Db, key: &[u8]) -> Option<Vec<u8>> {
 }
 
 #[test]
-fn repeated_reads_hit_and_a_flush_forgets_the_keys_it_adds() {
+fn repeated_reads_hit_and_a_flush_updates_the_keys_it_adds() {
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = Arc::new(AtomicU64::new(1_000));
     let db = open(dir.path(), &clock, 1 << 20);
@@ -47,14 +47,21 @@ fn repeated_reads_hit_and_a_flush_forgets_the_keys_it_adds() {
     assert_eq!(st.get_tables_probed, probed, "hits do not probe tables");
     assert!(st.row_cache_bytes > 0);
 
-    // A newer write reaches the tables only through a flush, which must forget the cached
-    // answer: the memtable that answered until now is gone from the view afterwards.
+    // A newer write reaches the tables only through a flush, which must bring the cached
+    // answer up to date: the memtable that answered until now is gone from the view
+    // afterwards. The keys stay cached (a read after the flush hits).
     db.put(b"k", Record::value(v(2), "new")).expect("put");
     db.put(b"absent", Record::value(v(2), "here")).expect("put");
     assert_eq!(value_of(&db, b"k").as_deref(), Some(&b"new"[..]));
     db.flush().expect("flush");
+    let hits = db.stats().row_cache_hits;
     assert_eq!(value_of(&db, b"k").as_deref(), Some(&b"new"[..]));
     assert_eq!(value_of(&db, b"absent").as_deref(), Some(&b"here"[..]));
+    assert_eq!(
+        db.stats().row_cache_hits,
+        hits + 2,
+        "refreshed, not forgotten"
+    );
     // Keys the flush did not touch keep their answers.
     let hits = db.stats().row_cache_hits;
     assert_eq!(value_of(&db, b"other").as_deref(), Some(&b"x"[..]));
