@@ -176,23 +176,41 @@ impl RowCache {
 
     /// Step 2 of a flush, for one key of the flushed memtable: `version`/`entry` is the key's
     /// record in the new table, so the new tables' answer is the newer of it and the cached
-    /// one. A cached key gets that answer; a key not cached stays out (a flush does not fill).
+    /// one. A cached key gets that answer. A key not cached is added while the cache has
+    /// `room` (bytes left in its budget when the flush began, spent here) and `newest_in_tables`
+    /// says no older table may hold a newer version of it (then the record *is* the new
+    /// tables' answer); once the budget is used, a flush never evicts what reads made warm.
     ///
     /// *Why not forget the key:* a flush covers most keys of a write-heavy load, so forgetting
     /// emptied the cache every 64 MiB of writes and the next reads paid the table path again;
-    /// updating keeps warm what was warm, at the cost of copying the values of cached keys.
-    pub(crate) fn refresh(&self, key: &[u8], version: Version, entry: &Entry) {
+    /// updating keeps warm what was warm, and filling an empty budget warms what was just
+    /// written, at the cost of copying those values once per flush.
+    pub(crate) fn refresh(
+        &self,
+        key: &[u8],
+        version: Version,
+        entry: &Entry,
+        room: &mut u64,
+        newest_in_tables: impl FnOnce() -> bool,
+    ) {
         let Some(cache) = &self.cache else {
             return;
         };
+        let weight =
+            (key.len() + entry.value.as_ref().map_or(0, Bytes::len)) as u64 + ROW_OVERHEAD_BYTES;
         let Some(Row(cached)) = cache.peek(key) else {
+            if weight <= *room && weight <= self.max_row_weight && newest_in_tables() {
+                *room -= weight;
+                cache.insert(
+                    Bytes::copy_from_slice(key),
+                    Row(Some((version, copy_entry(entry)))),
+                );
+            }
             return;
         };
         if cached.as_ref().is_some_and(|(v, _)| *v >= version) {
             return;
         }
-        let weight =
-            (key.len() + entry.value.as_ref().map_or(0, Bytes::len)) as u64 + ROW_OVERHEAD_BYTES;
         let row = Row(Some((version, copy_entry(entry))));
         if weight > self.max_row_weight
             || cache
@@ -201,6 +219,13 @@ impl RowCache {
         {
             cache.remove(key);
         }
+    }
+
+    /// Bytes of the budget not in use (0 when the cache is off).
+    pub(crate) fn room_bytes(&self) -> u64 {
+        self.cache
+            .as_ref()
+            .map_or(0, |c| c.capacity().saturating_sub(c.weight()))
     }
 
     /// Forgets `key`'s answer.
@@ -284,19 +309,29 @@ mod tests {
         cache.fill(b"cached", 0, &Some(record(5, b"five")));
         cache.fill(b"absent", 0, &None);
         let (v9, e9) = record(9, b"nine");
-        cache.refresh(b"cached", v9, &e9);
-        cache.refresh(b"absent", v9, &e9);
-        cache.refresh(b"uncached", v9, &e9);
+        cache.refresh(b"cached", v9, &e9, &mut 0, || true);
+        cache.refresh(b"absent", v9, &e9, &mut 0, || true);
+        cache.refresh(b"uncached", v9, &e9, &mut 0, || true);
         assert_eq!(cache.get(b"cached"), Some(Some(record(9, b"nine"))));
         assert_eq!(cache.get(b"absent"), Some(Some(record(9, b"nine"))));
-        assert!(cache.get(b"uncached").is_none(), "a flush does not fill");
+        assert!(
+            cache.get(b"uncached").is_none(),
+            "no room: a flush does not fill"
+        );
+        // With room, a key is added only when no table may hold a newer version of it.
+        let mut room = 1 << 20;
+        cache.refresh(b"beaten", v9, &e9, &mut room, || false);
+        assert!(cache.get(b"beaten").is_none());
+        cache.refresh(b"uncached", v9, &e9, &mut room, || true);
+        assert_eq!(cache.get(b"uncached"), Some(Some(record(9, b"nine"))));
+        assert!(room < 1 << 20, "the room is spent");
         // An older record arriving late does not replace the newer cached one.
         let (v7, e7) = record(7, b"seven");
-        cache.refresh(b"cached", v7, &e7);
+        cache.refresh(b"cached", v7, &e7, &mut 0, || true);
         assert_eq!(cache.get(b"cached"), Some(Some(record(9, b"nine"))));
         // One too heavy to keep is forgotten rather than left stale.
         let (v10, e10) = record(10, &vec![0u8; 64 << 10]);
-        cache.refresh(b"cached", v10, &e10);
+        cache.refresh(b"cached", v10, &e10, &mut 0, || true);
         assert!(cache.get(b"cached").is_none());
     }
 

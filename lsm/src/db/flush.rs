@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use tracing::debug;
 
+use crate::db::read::tables_may_beat;
 use crate::db::state::{SuperVersion, TableHandle};
 use crate::db::DbInner;
 use crate::dir;
@@ -69,11 +70,15 @@ impl DbInner {
         let mut tables_epoch = view.tables_epoch;
         if added.is_some() && self.row_cache.enabled() {
             tables_epoch = self.row_cache.close_epoch();
-            if !self.row_cache.is_empty() {
+            let mut room = self.row_cache.room_bytes();
+            if room > 0 || !self.row_cache.is_empty() {
                 // Every key of the memtable, once, with the record the new table holds for
-                // it; the walk clones nothing.
+                // it; the walk clones nothing. `view` holds the tables before this flush
+                // (no other change interleaves under the manifest lock).
                 memtable.for_each_newest(|key, version, entry| {
-                    self.row_cache.refresh(key, version, entry);
+                    self.row_cache.refresh(key, version, entry, &mut room, || {
+                        !tables_may_beat(&view, key, version)
+                    });
                     Ok(())
                 })?;
             }

@@ -191,7 +191,7 @@ fn candidates<'a>(
 }
 
 /// Whether some table of `view` may hold a version of `key` above `floor`.
-fn tables_may_beat(view: &SuperVersion, key: &[u8], floor: Version) -> bool {
+pub(crate) fn tables_may_beat(view: &SuperVersion, key: &[u8], floor: Version) -> bool {
     view.tables
         .levels
         .iter()
