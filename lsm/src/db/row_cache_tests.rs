@@ -66,7 +66,11 @@ fn repeated_reads_hit_and_a_flush_updates_the_keys_it_adds() {
     // Keys the flush did not touch keep their answers.
     let hits = db.stats().row_cache_hits;
     assert_eq!(value_of(&db, b"other").as_deref(), Some(&b"x"[..]));
-    assert_eq!(db.stats().row_cache_hits, hits + 1, "`other`, cached by the first flush");
+    assert_eq!(
+        db.stats().row_cache_hits,
+        hits + 1,
+        "`other`, cached by the first flush"
+    );
 }
 
 #[test]
