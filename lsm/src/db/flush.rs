@@ -72,12 +72,16 @@ impl DbInner {
             tables_epoch = self.row_cache.close_epoch();
             let mut room = self.row_cache.room_bytes();
             if room > 0 || !self.row_cache.is_empty() {
+                let now_ms = (self.opts.now_ms)();
                 // Every key of the memtable, once, with the record the new table holds for
                 // it; the walk clones nothing. `view` holds the tables before this flush
-                // (no other change interleaves under the manifest lock).
+                // (no other change interleaves under the manifest lock). Only live values
+                // are added: a tombstone or an expired value is rarely read back.
                 memtable.for_each_newest(|key, version, entry| {
                     self.row_cache.refresh(key, version, entry, &mut room, || {
-                        !tables_may_beat(&view, key, version)
+                        entry.value.is_some()
+                            && (entry.expire_at_ms == 0 || entry.expire_at_ms > now_ms)
+                            && !tables_may_beat(&view, key, version)
                     });
                     Ok(())
                 })?;

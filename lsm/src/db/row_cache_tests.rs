@@ -254,3 +254,38 @@ fn a_batch_racing_a_multi_key_read_is_seen_whole_or_not_at_all_through_the_cache
         .expect("b");
     assert_eq!(a.is_some(), b.is_some(), "torn batch: a={a:?} b={b:?}");
 }
+
+#[test]
+fn a_flush_adds_a_key_only_when_no_older_table_holds_a_newer_version() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = Arc::new(AtomicU64::new(1_000));
+    let db = open(dir.path(), &clock, 1 << 20);
+    db.put(b"k", Record::value(v(10), "newer")).expect("put");
+    db.flush().expect("flush");
+    db.inner.row_cache.clear();
+    // An older version arrives late (a hint, a repair) with an unrelated newer write.
+    db.put(b"k", Record::value(v(5), "older")).expect("put");
+    db.put(b"j", Record::value(v(11), "j")).expect("put");
+    db.put(b"gone", Record::tombstone(v(11))).expect("put");
+    db.flush().expect("flush");
+    let hits = db.stats().row_cache_hits;
+    // `j` was added by the flush (a hit); `k` was not (its table answer is the older table's
+    // newer version, which the flush must not shadow); the tombstone was not added.
+    assert_eq!(value_of(&db, b"j").as_deref(), Some(&b"j"[..]));
+    assert_eq!(db.stats().row_cache_hits, hits + 1);
+    assert_eq!(value_of(&db, b"k").as_deref(), Some(&b"newer"[..]));
+    assert_eq!(db.stats().row_cache_hits, hits + 1, "`k` was not added");
+    assert_eq!(value_of(&db, b"gone"), None);
+    assert_eq!(
+        db.stats().row_cache_hits,
+        hits + 1,
+        "tombstones are not added"
+    );
+    // Both now cached by the reads; a re-delivered equal version and a compaction keep them.
+    assert_eq!(value_of(&db, b"k").as_deref(), Some(&b"newer"[..]));
+    db.put(b"k", Record::value(v(10), "newer")).expect("put");
+    db.flush().expect("flush");
+    db.compact().expect("compact");
+    assert_eq!(value_of(&db, b"k").as_deref(), Some(&b"newer"[..]));
+    assert_eq!(value_of(&db, b"j").as_deref(), Some(&b"j"[..]));
+}
