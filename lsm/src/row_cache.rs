@@ -63,13 +63,15 @@ struct RowWeighter;
 
 impl Weighter<Bytes, Row> for RowWeighter {
     fn weight(&self, key: &Bytes, row: &Row) -> u64 {
-        let value = row
-            .0
-            .as_ref()
-            .and_then(|(_, e)| e.value.as_ref())
-            .map_or(0, Bytes::len);
-        (key.len() + value) as u64 + ROW_OVERHEAD_BYTES
+        row_weight(key, row.0.as_ref().map(|(_, e)| e))
     }
+}
+
+/// What an entry of `key` holding `entry` (none: a negative answer) is charged: its key, its
+/// value, the overhead.
+fn row_weight(key: &[u8], entry: Option<&Entry>) -> u64 {
+    let value = entry.and_then(|e| e.value.as_ref()).map_or(0, Bytes::len);
+    (key.len() + value) as u64 + ROW_OVERHEAD_BYTES
 }
 
 /// Tables' answers keyed by user key, within a byte budget.
@@ -144,13 +146,8 @@ impl RowCache {
         };
         // Before copying anything: an answer of a closed epoch, or one too heavy to be kept,
         // would be copied for nothing (a miss on a 10 MiB value would copy it on every read).
-        let value_bytes = answer
-            .as_ref()
-            .and_then(|(_, e)| e.value.as_ref())
-            .map_or(0, Bytes::len);
-        if (key.len() + value_bytes) as u64 + ROW_OVERHEAD_BYTES > self.max_row_weight
-            || *self.epoch.read() != epoch
-        {
+        let weight = row_weight(key, answer.as_ref().map(|(_, e)| e));
+        if weight > self.max_row_weight || *self.epoch.read() != epoch {
             return;
         }
         let row = Row(answer
@@ -200,8 +197,7 @@ impl RowCache {
         let Some(cache) = &self.cache else {
             return;
         };
-        let weight =
-            (key.len() + entry.value.as_ref().map_or(0, Bytes::len)) as u64 + ROW_OVERHEAD_BYTES;
+        let weight = row_weight(key, Some(entry));
         let Some(Row(cached)) = cache.peek(key) else {
             if weight <= *room && weight <= self.max_row_weight && should_add() {
                 *room -= weight;
