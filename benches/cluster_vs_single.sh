@@ -80,16 +80,22 @@ wait_ready() {
     done
 }
 
-# wait_converged PORT NODES: until the node lists NODES nodes, none failed.
+# wait_converged NODES PORT...: until every node lists NODES nodes, none failed and each owning
+# slots (redis-benchmark --cluster gives up on a master it sees without slots, which a node
+# shows while its gossip has not yet brought a peer's tokens).
 wait_converged() {
-    local port=$1 nodes=$2 deadline=$((SECONDS + 60))
-    until [[ $(redis-cli -p "$port" CLUSTER NODES | grep -v fail | grep -c connected) == "$nodes" ]]; do
-        if ((SECONDS > deadline)); then
-            echo "error: the cluster did not converge to $nodes nodes in 60 s" >&2
-            redis-cli -p "$port" CLUSTER NODES >&2 || true
-            exit 1
-        fi
-        sleep 0.2
+    local nodes=$1 port deadline=$((SECONDS + 60))
+    shift
+    for port in "$@"; do
+        until [[ $(redis-cli -p "$port" CLUSTER NODES | grep -v fail | grep connected |
+            awk 'NF >= 9' | wc -l) == "$nodes" ]]; do
+            if ((SECONDS > deadline)); then
+                echo "error: the cluster did not converge to $nodes nodes with slots in 60 s" >&2
+                redis-cli -p "$port" CLUSTER NODES >&2 || true
+                exit 1
+            fi
+            sleep 0.2
+        done
     done
 }
 
@@ -110,7 +116,7 @@ start_nodes() {
         PORTS+=("$port")
     done
     for port in "${PORTS[@]}"; do wait_ready "$port"; done
-    wait_converged "${PORTS[0]}" "$count"
+    wait_converged "$count" "${PORTS[@]}"
 }
 
 # run_line SETUP ROUND LINE redis-benchmark-args...
