@@ -6,12 +6,15 @@
 //! (`conn`), the node table keeps one connection per peer and settles simultaneous dials in
 //! favour of the connection dialed by the lower node number (`peers`), and a peer that
 //! cannot be reached is retried with exponential backoff, during which calls fail at once.
+//! A peer that vanished without closing its connection is noticed by the kernel through TCP
+//! keepalive and `TCP_USER_TIMEOUT` (`keepalive`), which fails the socket like any other.
 //! A frame over the bound, with a bad checksum or another protocol version drops that
 //! connection with a logged reason, never the node. Must never interpret a request (the
 //! handler does) or stop reading a connection for a handler that waits (the connection's
 //! reader polls its pending handlers beside its reads, `conn`).
 
 mod conn;
+mod keepalive;
 mod outbox;
 mod peers;
 #[cfg(test)]
@@ -32,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use self::conn::Conn;
+pub use self::keepalive::Keepalive;
 use self::peers::PeerTable;
 use crate::rpc::{PeerRequest, PeerResponse, Stamped};
 use crate::transport::{Handler, Peer, SharedRequest, Transport, TransportError};
@@ -53,11 +57,13 @@ pub struct TcpConfig {
     pub backoff_min: Duration,
     /// Longest wait between attempts (the wait doubles after each failure up to this).
     pub backoff_max: Duration,
+    /// How every bus connection notices a peer that vanished without closing it.
+    pub keepalive: Keepalive,
 }
 
 impl TcpConfig {
     /// Defaults: frames up to [`wire::DEFAULT_MAX_FRAME_BYTES`], 1 s to connect, backoff from
-    /// 50 ms to 5 s.
+    /// 50 ms to 5 s, [`Keepalive::DEFAULT`].
     pub fn new(local: u32, listen: SocketAddr) -> Self {
         Self {
             local,
@@ -66,6 +72,7 @@ impl TcpConfig {
             connect_timeout: Duration::from_secs(1),
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(5),
+            keepalive: Keepalive::DEFAULT,
         }
     }
 }
@@ -424,13 +431,16 @@ impl<H: Handler> Inner<H> {
         }
     }
 
-    /// Exchanges handshakes: sends this node's number, reads the peer's. Returns the stream,
-    /// whatever bytes arrived after the peer's handshake, and the peer's number.
+    /// Sets the socket options of a bus connection and exchanges handshakes: sends this
+    /// node's number, reads the peer's. Returns the stream, whatever bytes arrived after the
+    /// peer's handshake, and the peer's number. Every connection, dialed or accepted, starts
+    /// here.
     async fn handshake(&self, stream: TcpStream) -> Result<(TcpStream, BytesMut, u32), String> {
         let mut stream = stream;
         stream
             .set_nodelay(true)
             .map_err(|e| format!("set TCP_NODELAY: {e}"))?;
+        keepalive::apply(&stream, &self.config.keepalive);
         conn::write_frame(
             &mut stream,
             &self.codec,

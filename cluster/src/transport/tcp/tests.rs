@@ -801,3 +801,67 @@ async fn a_full_outbox_makes_a_caller_wait_then_its_request_goes_in_order() {
     };
     assert_eq!(seen, expected);
 }
+
+/// Both ends of a bus connection carry the keepalive settings, read back from the kernel: the
+/// dialing side and the accepting side each run `handshake` on their own socket.
+#[tokio::test]
+async fn dialed_and_accepted_sockets_notice_a_vanished_peer() {
+    // Not the defaults, so a socket left at anything else (or at the defaults through some
+    // other path) fails the test.
+    let settings = Keepalive {
+        idle: Duration::from_secs(7),
+        interval: Duration::from_secs(3),
+        probes: 5,
+        user_timeout: Duration::from_secs(22),
+    };
+    let mut dialer_config = config(1, SocketAddr::from(([127, 0, 0, 1], 0)));
+    dialer_config.keepalive = settings;
+    let mut acceptor_config = config(2, SocketAddr::from(([127, 0, 0, 1], 0)));
+    acceptor_config.keepalive = settings;
+    let dialer = TcpTransport::bind(dialer_config, Arc::new(Echo::new(1)))
+        .await
+        .expect("bind");
+    let acceptor = TcpTransport::bind(acceptor_config, Arc::new(Echo::new(2)))
+        .await
+        .expect("bind");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (dialed, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+    let dialed = dialed.expect("connect");
+    let (accepted, _) = accepted.expect("accept");
+    let before = socket2::SockRef::from(&dialed);
+    assert!(!before.keepalive().expect("SO_KEEPALIVE"), "off by default");
+    let (dialed, accepted) = tokio::join!(
+        dialer.inner.handshake(dialed),
+        acceptor.inner.handshake(accepted),
+    );
+    let (dialed, _, remote_of_dialed) = dialed.expect("dialer's handshake");
+    let (accepted, _, remote_of_accepted) = accepted.expect("acceptor's handshake");
+    assert_eq!((remote_of_dialed, remote_of_accepted), (2, 1));
+    for (side, stream) in [("dialed", &dialed), ("accepted", &accepted)] {
+        let socket = socket2::SockRef::from(stream);
+        assert!(socket.keepalive().expect("SO_KEEPALIVE"), "{side}");
+        assert_eq!(
+            socket.tcp_keepalive_time().expect("TCP_KEEPIDLE"),
+            settings.idle,
+            "{side}"
+        );
+        assert_eq!(
+            socket.tcp_keepalive_interval().expect("TCP_KEEPINTVL"),
+            settings.interval,
+            "{side}"
+        );
+        assert_eq!(
+            socket.tcp_keepalive_retries().expect("TCP_KEEPCNT"),
+            settings.probes,
+            "{side}"
+        );
+        #[cfg(target_os = "linux")]
+        assert_eq!(
+            socket.tcp_user_timeout().expect("TCP_USER_TIMEOUT"),
+            Some(settings.user_timeout),
+            "{side}"
+        );
+        assert!(stream.nodelay().expect("TCP_NODELAY"), "{side}");
+    }
+}
