@@ -186,7 +186,7 @@ impl<S: Storage, T: Transport> Shared<S, T> {
         while !plan.needs.met() && !in_flight.is_empty() {
             match next_by(&mut in_flight, timer.as_mut()).await {
                 Ok(answer) => {
-                    let ok = self.take_answer(
+                    let taken = self.take_answer(
                         state,
                         answer,
                         accept,
@@ -194,6 +194,14 @@ impl<S: Storage, T: Transport> Shared<S, T> {
                         &mut answers,
                         &mut errors,
                     );
+                    // A replica's engine limit ends the gather as our own engine's does.
+                    let ok = match taken {
+                        Ok(ok) => ok,
+                        Err(e) => {
+                            in_flight.detach_if(fanout == Fanout::All, deadline);
+                            return Err(e);
+                        }
+                    };
                     if !ok && fanout == Fanout::Needed {
                         self.launch_backup(state, &mut backups, &mut in_flight, &request)
                             .await;
@@ -243,11 +251,17 @@ impl<S: Storage, T: Transport> Shared<S, T> {
             &mut plan,
             &mut answers,
             &mut errors,
-        );
+        )?;
         outcome(&plan, answers, errors)
     }
 
     /// Records one answer; returns whether it was a success.
+    ///
+    /// # Errors
+    /// The replica's engine refusing a key or value over its limits, in the engine's words:
+    /// every replica would refuse it the same way, and when this node is a replica its own
+    /// engine's refusal is returned so (the gather's local path), so a remote one must be
+    /// too, or the client's answer would depend on which node it asked.
     fn take_answer(
         &self,
         state: &RingState,
@@ -256,9 +270,12 @@ impl<S: Storage, T: Transport> Shared<S, T> {
         plan: &mut Plan,
         answers: &mut Vec<(usize, PeerResponse)>,
         errors: &mut Vec<String>,
-    ) -> bool {
+    ) -> Result<bool, ClusterError> {
         let id = &state.member(member).node_id;
-        match result {
+        Ok(match result {
+            Ok(PeerResponse::Failed(failure)) if failure.is_limit() => {
+                return Err(failure.into_error())
+            }
             Ok(PeerResponse::Failed(failure)) => {
                 errors.push(format!("{id}: {}", failure.message));
                 false
@@ -276,7 +293,7 @@ impl<S: Storage, T: Transport> Shared<S, T> {
                 errors.push(format!("{id}: {reason}"));
                 false
             }
-        }
+        })
     }
 
     /// Asks the next backup replica, if any (serving it inline if it is this node).

@@ -110,7 +110,8 @@ impl<S: Storage, T: Transport> Shared<S, T> {
             .await
         {
             Ok(PeerResponse::Written(flags)) if flags.len() == n => Ok(flags),
-            Ok(PeerResponse::Failed(failure)) => Err(ClusterError::Forwarded(failure.message)),
+            // The leader's own error, as if the client had asked it directly.
+            Ok(PeerResponse::Failed(failure)) => Err(failure.into_error()),
             Ok(_) => Err(quorum_failed(
                 consistency.write,
                 format!("leader {leader_id}: unexpected answer"),
