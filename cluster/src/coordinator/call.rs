@@ -365,12 +365,25 @@ impl<S: Storage, T: Transport> Shared<S, T> {
     }
 
     /// Sends `request` to member `target` (inline when it is this node) and returns its
-    /// answer, for requests that need exactly one node (walks, forwarded writes).
+    /// answer, for requests that need exactly one node (walks).
     pub(crate) async fn call_one(
         &self,
         state: &RingState,
         target: usize,
         request: PeerRequest,
+    ) -> Result<PeerResponse, String> {
+        self.call_one_within(state, target, request, self.timeout)
+            .await
+    }
+
+    /// [`Shared::call_one`] waiting up to `timeout` for a remote answer, for requests whose
+    /// peer itself waits on other replicas (forwarded writes).
+    pub(crate) async fn call_one_within(
+        &self,
+        state: &RingState,
+        target: usize,
+        request: PeerRequest,
+        timeout: Duration,
     ) -> Result<PeerResponse, String> {
         if state.is_local(target) {
             return serve_maybe_blocking(&self.inner, request)
@@ -382,7 +395,7 @@ impl<S: Storage, T: Transport> Shared<S, T> {
             number: member.number,
             addr: member.bus_addr,
         };
-        self.call_peer(peer, request, self.timeout).await
+        self.call_peer(peer, request, timeout).await
     }
 }
 

@@ -1,6 +1,7 @@
 //! Failures that cross the simulated network come back as the error the failing node would
 //! have returned had the client asked it directly: a conditional write forwarded to its
-//! slot's leader, and a write whose replicas' engines refuse its value.
+//! slot's leader (also when the leader fails only at its own deadline), and a write whose
+//! replicas' engines refuse its value.
 
 use std::sync::Arc;
 
@@ -118,6 +119,34 @@ async fn a_leader_whose_replica_fails_fails_a_forwarded_write_as_it_would_a_dire
         .await
         .expect_err("ALL through a node that forwards to the leader");
     assert!(quorum_failed(&forwarded), "{forwarded:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarding_node_waits_for_a_leader_that_waits_on_a_silent_replica() {
+    let c = cluster(3, 3, 14);
+    let replicas = replicas_of_key(&c);
+    let (leader, asker, cut_off) = (replicas[0], replicas[1], replicas[2]);
+    // Everyone believes everyone alive; the leader's messages to one replica are lost, so the
+    // leader fails only once its own deadline passes.
+    c.net
+        .partition(c.members[leader].number, c.members[cut_off].number);
+    let forwarded = write_through(&c, asker, set_if_absent("v"), Level::All)
+        .await
+        .expect_err("ALL through a node that forwards to the leader");
+    // The leader's failure, not the forwarding node's own deadline on the leader
+    // (`required: 1, answered: 0`, "leader ...: no response").
+    assert!(
+        matches!(
+            &forwarded,
+            ClusterError::QuorumFailed {
+                level: Level::All,
+                required: 3,
+                answered: 2,
+                errors,
+            } if errors.len() == 1
+        ),
+        "{forwarded:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
