@@ -258,10 +258,10 @@ impl<S: Storage, T: Transport> Shared<S, T> {
     /// Records one answer; returns whether it was a success.
     ///
     /// # Errors
-    /// The replica's engine refusing a key or value over its limits, in the engine's words:
-    /// every replica would refuse it the same way, and when this node is a replica its own
-    /// engine's refusal is returned so (the gather's local path), so a remote one must be
-    /// too, or the client's answer would depend on which node it asked.
+    /// The replica's engine refusing a key or value over its limits, in the engine's words,
+    /// as the gather returns this node's own engine's refusal: every replica would refuse it
+    /// the same way, and the client's answer must not depend on whether the node it asked
+    /// holds a replica.
     fn take_answer(
         &self,
         state: &RingState,

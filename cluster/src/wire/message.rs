@@ -568,13 +568,12 @@ const FAIL_CROSS_SLOT: u8 = 8;
 const FAIL_KEY_TOO_LARGE: u8 = 9;
 const FAIL_VALUE_TOO_LARGE: u8 = 10;
 
-// Operation tags of an unsupported level: indexes + 1 into `OPERATIONS`.
-fn operation_tag(operation: &str) -> u8 {
-    // `RemoteFailure::from_error` only builds the kind for names in `OPERATIONS`.
+/// The tag of an unsupported level's operation: its index + 1 in `OPERATIONS`.
+fn operation_tag(operation: &str) -> Option<u8> {
     OPERATIONS
         .iter()
         .position(|o| *o == operation)
-        .map_or(0, |i| i as u8 + 1)
+        .and_then(|i| u8::try_from(i + 1).ok())
 }
 
 fn put_failure_kind(out: &mut BytesMut, kind: &RemoteFailureKind) {
@@ -609,9 +608,16 @@ fn put_failure_kind(out: &mut BytesMut, kind: &RemoteFailureKind) {
             }
         }
         RemoteFailureKind::UnsupportedLevel { level, operation } => {
-            out.put_u8(FAIL_UNSUPPORTED_LEVEL);
-            out.put_u8(level_tag(*level));
-            out.put_u8(operation_tag(operation));
+            match operation_tag(operation) {
+                Some(tag) => {
+                    out.put_u8(FAIL_UNSUPPORTED_LEVEL);
+                    out.put_u8(level_tag(*level));
+                    out.put_u8(tag);
+                }
+                // `RemoteFailure::from_error` never builds this; a name no peer could decode
+                // travels as the message alone rather than as an undecodable answer.
+                None => out.put_u8(FAIL_REFUSED),
+            }
         }
         RemoteFailureKind::NoReplicas { slot } => {
             out.put_u8(FAIL_NO_REPLICAS);

@@ -484,3 +484,26 @@ fn a_failure_with_an_unknown_operation_tag_is_refused() {
         })
     ));
 }
+
+#[test]
+fn an_unsupported_level_naming_an_unknown_operation_travels_as_its_message() {
+    let sent = Stamped {
+        hlc: 1,
+        body: PeerResponse::Failed(RemoteFailure {
+            kind: crate::rpc::RemoteFailureKind::UnsupportedLevel {
+                level: Level::Any,
+                operation: "scans",
+            },
+            message: "consistency level ANY is not supported for scans".into(),
+        }),
+    };
+    let received = decode_response(encode_response(&sent)).expect("decodes");
+    let PeerResponse::Failed(failure) = received.body else {
+        panic!("not a failure: {received:?}");
+    };
+    assert_eq!(failure.kind, crate::rpc::RemoteFailureKind::Refused);
+    assert_eq!(
+        failure.into_error().to_string(),
+        "consistency level ANY is not supported for scans"
+    );
+}
