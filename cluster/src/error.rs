@@ -59,7 +59,12 @@ pub enum ClusterError {
     /// several slots of a multi-node ring, as Redis Cluster refuses it.
     #[error("keys in request don't hash to the same slot")]
     CrossSlot,
-    /// The slot's leader refused or failed a forwarded conditional write; its own words.
+    /// A peer (a forwarded conditional write's leader) failed with an error that cannot
+    /// cross the wire as its own variant (an engine I/O error, a corrupt record): the peer's
+    /// own sentence, which displays exactly as its error did. Errors made of plain data come
+    /// back as their own variant instead ([`RemoteFailure::into_error`]).
+    ///
+    /// [`RemoteFailure::into_error`]: crate::rpc::RemoteFailure::into_error
     #[error("{0}")]
     Forwarded(String),
     /// The ring has no node owning the slot yet (the cluster is still forming).

@@ -1,7 +1,8 @@
 //! What nodes ask of each other: the messages of the internal protocol, as plain data.
 //!
 //! Owns [`PeerRequest`], [`PeerResponse`] and [`Stamped`] (a message with the sender's HLC
-//! timestamp, so every node's clock moves past every version it hears of). The coordinator
+//! timestamp, so every node's clock moves past every version it hears of), and through
+//! `failure` how an error crosses between nodes ([`RemoteFailure`]). The coordinator
 //! builds requests, a replica's handler answers them against its local storage, the
 //! [`transport`](crate::transport) carries them and [`wire`](crate::wire) encodes them. Must
 //! never encode bytes, open sockets or decide a consistency level: it is vocabulary.
@@ -13,6 +14,12 @@ use ringkv_lsm::Record;
 
 use crate::api::{Consistency, Write};
 use crate::storage::SlotRecord;
+
+mod failure;
+
+#[cfg(test)]
+pub(crate) use failure::every_error;
+pub use failure::{RemoteFailure, RemoteFailureKind, OPERATIONS};
 
 /// A message with the sender's hybrid-logical-clock timestamp.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,31 +117,9 @@ pub enum PeerResponse {
     Written(Vec<bool>),
     /// Done.
     Done,
-    /// The request failed on the replica; the text says why (a storage error, shutting down,
-    /// a level the leader could not meet).
+    /// The request failed on the replica: a storage error, shutting down, a level the leader
+    /// could not meet, with enough of the error to rebuild it.
     Failed(RemoteFailure),
-}
-
-/// Why a peer could not do what it was asked.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RemoteFailure {
-    /// What kind of failure, so the coordinator can tell "not enough replicas" from "broken".
-    pub kind: RemoteFailureKind,
-    /// The peer's own description.
-    pub message: String,
-}
-
-/// Kinds of [`RemoteFailure`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RemoteFailureKind {
-    /// The peer's storage failed.
-    Storage,
-    /// The peer is shutting down.
-    ShuttingDown,
-    /// A coordinated write could not meet its level on the leader.
-    Unavailable,
-    /// The peer did not understand or refused the request (a version mismatch, a bug).
-    Refused,
 }
 
 impl PeerRequest {

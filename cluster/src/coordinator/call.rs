@@ -186,7 +186,7 @@ impl<S: Storage, T: Transport> Shared<S, T> {
         while !plan.needs.met() && !in_flight.is_empty() {
             match next_by(&mut in_flight, timer.as_mut()).await {
                 Ok(answer) => {
-                    let ok = self.take_answer(
+                    let taken = self.take_answer(
                         state,
                         answer,
                         accept,
@@ -194,6 +194,14 @@ impl<S: Storage, T: Transport> Shared<S, T> {
                         &mut answers,
                         &mut errors,
                     );
+                    // A replica's engine limit ends the gather as our own engine's does.
+                    let ok = match taken {
+                        Ok(ok) => ok,
+                        Err(e) => {
+                            in_flight.detach_if(fanout == Fanout::All, deadline);
+                            return Err(e);
+                        }
+                    };
                     if !ok && fanout == Fanout::Needed {
                         self.launch_backup(state, &mut backups, &mut in_flight, &request)
                             .await;
@@ -243,11 +251,17 @@ impl<S: Storage, T: Transport> Shared<S, T> {
             &mut plan,
             &mut answers,
             &mut errors,
-        );
+        )?;
         outcome(&plan, answers, errors)
     }
 
     /// Records one answer; returns whether it was a success.
+    ///
+    /// # Errors
+    /// The replica's engine refusing a key or value over its limits, in the engine's words,
+    /// as the gather returns this node's own engine's refusal: every replica would refuse it
+    /// the same way, and the client's answer must not depend on whether the node it asked
+    /// holds a replica.
     fn take_answer(
         &self,
         state: &RingState,
@@ -256,9 +270,12 @@ impl<S: Storage, T: Transport> Shared<S, T> {
         plan: &mut Plan,
         answers: &mut Vec<(usize, PeerResponse)>,
         errors: &mut Vec<String>,
-    ) -> bool {
+    ) -> Result<bool, ClusterError> {
         let id = &state.member(member).node_id;
-        match result {
+        Ok(match result {
+            Ok(PeerResponse::Failed(failure)) if failure.is_limit() => {
+                return Err(failure.into_error())
+            }
             Ok(PeerResponse::Failed(failure)) => {
                 errors.push(format!("{id}: {}", failure.message));
                 false
@@ -276,7 +293,7 @@ impl<S: Storage, T: Transport> Shared<S, T> {
                 errors.push(format!("{id}: {reason}"));
                 false
             }
-        }
+        })
     }
 
     /// Asks the next backup replica, if any (serving it inline if it is this node).
@@ -348,12 +365,25 @@ impl<S: Storage, T: Transport> Shared<S, T> {
     }
 
     /// Sends `request` to member `target` (inline when it is this node) and returns its
-    /// answer, for requests that need exactly one node (walks, forwarded writes).
+    /// answer, for requests that need exactly one node (walks).
     pub(crate) async fn call_one(
         &self,
         state: &RingState,
         target: usize,
         request: PeerRequest,
+    ) -> Result<PeerResponse, String> {
+        self.call_one_within(state, target, request, self.timeout)
+            .await
+    }
+
+    /// [`Shared::call_one`] waiting up to `timeout` for a remote answer, for requests whose
+    /// peer itself waits on other replicas (forwarded writes).
+    pub(crate) async fn call_one_within(
+        &self,
+        state: &RingState,
+        target: usize,
+        request: PeerRequest,
+        timeout: Duration,
     ) -> Result<PeerResponse, String> {
         if state.is_local(target) {
             return serve_maybe_blocking(&self.inner, request)
@@ -365,7 +395,7 @@ impl<S: Storage, T: Transport> Shared<S, T> {
             number: member.number,
             addr: member.bus_addr,
         };
-        self.call_peer(peer, request, self.timeout).await
+        self.call_peer(peer, request, timeout).await
     }
 }
 

@@ -264,22 +264,6 @@ fn position(bound: &Bound<(u16, Bytes)>) -> Bound<SlotKey<'_>> {
     }
 }
 
-/// A local error as a peer sees it.
-pub(crate) fn failure(error: &ClusterError) -> RemoteFailure {
-    let kind = match error {
-        ClusterError::ShuttingDown => RemoteFailureKind::ShuttingDown,
-        ClusterError::Unavailable { .. }
-        | ClusterError::QuorumFailed { .. }
-        | ClusterError::NoReplicas { .. } => RemoteFailureKind::Unavailable,
-        ClusterError::Storage(_) => RemoteFailureKind::Storage,
-        _ => RemoteFailureKind::Refused,
-    };
-    RemoteFailure {
-        kind,
-        message: error.to_string(),
-    }
-}
-
 /// A boxed future, for the one dynamic call below.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -320,7 +304,7 @@ impl<S: Storage> Handler for NodeHandler<S> {
         let inner = &self.inner;
         inner.observe_peer_clock(request.hlc);
         let body = if inner.is_shutting_down() {
-            PeerResponse::Failed(failure(&ClusterError::ShuttingDown))
+            PeerResponse::Failed(RemoteFailure::from_error(&ClusterError::ShuttingDown))
         } else {
             match request.body {
                 PeerRequest::Coordinate {
@@ -329,13 +313,15 @@ impl<S: Storage> Handler for NodeHandler<S> {
                 } => match self.leader.get() {
                     Some(leader) => match leader.lead(writes, consistency).await {
                         Ok(flags) => PeerResponse::Written(flags),
-                        Err(e) => PeerResponse::Failed(failure(&e)),
+                        Err(e) => PeerResponse::Failed(RemoteFailure::from_error(&e)),
                     },
-                    None => PeerResponse::Failed(failure(&ClusterError::ShuttingDown)),
+                    None => {
+                        PeerResponse::Failed(RemoteFailure::from_error(&ClusterError::ShuttingDown))
+                    }
                 },
                 body => serve_maybe_blocking(inner, body)
                     .await
-                    .unwrap_or_else(|e| PeerResponse::Failed(failure(&e))),
+                    .unwrap_or_else(|e| PeerResponse::Failed(RemoteFailure::from_error(&e))),
             }
         };
         Stamped {

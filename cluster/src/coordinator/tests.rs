@@ -3,6 +3,7 @@
 //! proptest against a `BTreeMap` model.
 
 mod clock_start;
+mod forwarded;
 mod model;
 mod sim;
 

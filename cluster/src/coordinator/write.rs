@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use ringkv_lsm::Record;
@@ -99,18 +100,20 @@ impl<S: Storage, T: Transport> Shared<S, T> {
         let n = writes.len();
         let leader_id = state.member(leader).node_id.clone();
         match self
-            .call_one(
+            .call_one_within(
                 &state,
                 leader,
                 PeerRequest::Coordinate {
                     writes,
                     consistency,
                 },
+                forward_timeout(self.timeout),
             )
             .await
         {
             Ok(PeerResponse::Written(flags)) if flags.len() == n => Ok(flags),
-            Ok(PeerResponse::Failed(failure)) => Err(ClusterError::Forwarded(failure.message)),
+            // The leader's own error, as if the client had asked it directly.
+            Ok(PeerResponse::Failed(failure)) => Err(failure.into_error()),
             Ok(_) => Err(quorum_failed(
                 consistency.write,
                 format!("leader {leader_id}: unexpected answer"),
@@ -304,6 +307,16 @@ fn leads(state: &RingState, slot: u16) -> bool {
 /// The version of `record` if it is a live value at `now_ms`.
 fn live_version(record: &Record, now_ms: u64) -> Option<Version> {
     record.is_live(now_ms).then_some(record.version)
+}
+
+/// How long a forwarding node waits for the leader: the leader runs a read round and a write
+/// round, each waiting up to `timeout` for its replicas, plus slack for the hops. Waiting only
+/// `timeout` would give up on a leader that is about to report its own failure (a replica that
+/// did not answer it in time), and the client would hear "no response from the leader" where
+/// asking the leader directly names the level and counts. A leader queued behind other writes
+/// to the same keys can still take longer.
+fn forward_timeout(timeout: Duration) -> Duration {
+    timeout.saturating_mul(2).saturating_add(timeout / 2)
 }
 
 fn quorum_failed(level: Level, error: String) -> ClusterError {

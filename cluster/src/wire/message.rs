@@ -11,7 +11,7 @@ use super::buf::{prealloc, put_bytes, put_count, Reader};
 use super::WireError;
 use crate::api::{Condition, Consistency, Level, Write};
 use crate::rpc::{
-    PeerRequest, PeerResponse, RemoteFailure, RemoteFailureKind, SlotPosition, Stamped,
+    PeerRequest, PeerResponse, RemoteFailure, RemoteFailureKind, SlotPosition, Stamped, OPERATIONS,
 };
 use crate::storage::SlotRecord;
 
@@ -73,10 +73,20 @@ pub(super) fn response_size_hint(body: &PeerResponse) -> usize {
         PeerResponse::Range(records) => records.iter().map(slot_record_hint).sum(),
         PeerResponse::Counts(counts) => counts.len() * 8,
         PeerResponse::Written(flags) => flags.len(),
-        PeerResponse::Failed(failure) => 1 + 4 + failure.message.len(),
+        PeerResponse::Failed(failure) => failure_hint(failure),
         PeerResponse::Applied | PeerResponse::Done => 0,
     };
     32 + variable
+}
+
+fn failure_hint(failure: &RemoteFailure) -> usize {
+    let parts = match &failure.kind {
+        RemoteFailureKind::QuorumFailed { errors, .. } => {
+            1 + 16 + 4 + errors.iter().map(|e| 4 + e.len()).sum::<usize>()
+        }
+        _ => 1 + 16,
+    };
+    1 + parts + 4 + failure.message.len()
 }
 
 fn record_hint(record: &Record) -> usize {
@@ -286,7 +296,7 @@ pub(super) fn put_stamped_response(out: &mut BytesMut, message: &Stamped<PeerRes
         PeerResponse::Done => out.put_u8(RESP_DONE),
         PeerResponse::Failed(failure) => {
             out.put_u8(RESP_FAILED);
-            out.put_u8(failure_kind_tag(failure.kind));
+            put_failure_kind(out, &failure.kind);
             put_bytes(out, failure.message.as_bytes());
         }
     }
@@ -327,11 +337,8 @@ pub(super) fn get_stamped_response(r: &mut Reader) -> Result<Stamped<PeerRespons
         }
         RESP_DONE => PeerResponse::Done,
         RESP_FAILED => {
-            let kind = failure_kind(r.u8()?)?;
-            let message =
-                String::from_utf8(r.bytes()?.to_vec()).map_err(|_| WireError::InvalidUtf8 {
-                    what: "failure message",
-                })?;
+            let kind = get_failure_kind(r)?;
+            let message = get_string(r, "failure message")?;
             PeerResponse::Failed(RemoteFailure { kind, message })
         }
         tag => {
@@ -544,21 +551,139 @@ fn level(tag: u8) -> Result<Level, WireError> {
     })
 }
 
-fn failure_kind_tag(kind: RemoteFailureKind) -> u8 {
+fn get_string(r: &mut Reader, what: &'static str) -> Result<String, WireError> {
+    String::from_utf8(r.bytes()?.to_vec()).map_err(|_| WireError::InvalidUtf8 { what })
+}
+
+// Failure kind tags. 3 was a bare "unavailable" before protocol version 2; it now carries the
+// level and counts, and the tags from 5 on are new in version 2.
+const FAIL_STORAGE: u8 = 1;
+const FAIL_SHUTTING_DOWN: u8 = 2;
+const FAIL_UNAVAILABLE: u8 = 3;
+const FAIL_REFUSED: u8 = 4;
+const FAIL_QUORUM_FAILED: u8 = 5;
+const FAIL_UNSUPPORTED_LEVEL: u8 = 6;
+const FAIL_NO_REPLICAS: u8 = 7;
+const FAIL_CROSS_SLOT: u8 = 8;
+const FAIL_KEY_TOO_LARGE: u8 = 9;
+const FAIL_VALUE_TOO_LARGE: u8 = 10;
+
+/// The tag of an unsupported level's operation: its index + 1 in `OPERATIONS`.
+fn operation_tag(operation: &str) -> Option<u8> {
+    OPERATIONS
+        .iter()
+        .position(|o| *o == operation)
+        .and_then(|i| u8::try_from(i + 1).ok())
+}
+
+fn put_failure_kind(out: &mut BytesMut, kind: &RemoteFailureKind) {
     match kind {
-        RemoteFailureKind::Storage => 1,
-        RemoteFailureKind::ShuttingDown => 2,
-        RemoteFailureKind::Unavailable => 3,
-        RemoteFailureKind::Refused => 4,
+        RemoteFailureKind::Storage => out.put_u8(FAIL_STORAGE),
+        RemoteFailureKind::ShuttingDown => out.put_u8(FAIL_SHUTTING_DOWN),
+        RemoteFailureKind::Refused => out.put_u8(FAIL_REFUSED),
+        RemoteFailureKind::CrossSlot => out.put_u8(FAIL_CROSS_SLOT),
+        RemoteFailureKind::Unavailable {
+            level,
+            required,
+            alive,
+        } => {
+            out.put_u8(FAIL_UNAVAILABLE);
+            out.put_u8(level_tag(*level));
+            out.put_u64(*required as u64);
+            out.put_u64(*alive as u64);
+        }
+        RemoteFailureKind::QuorumFailed {
+            level,
+            required,
+            answered,
+            errors,
+        } => {
+            out.put_u8(FAIL_QUORUM_FAILED);
+            out.put_u8(level_tag(*level));
+            out.put_u64(*required as u64);
+            out.put_u64(*answered as u64);
+            put_count(out, errors.len());
+            for error in errors {
+                put_bytes(out, error.as_bytes());
+            }
+        }
+        RemoteFailureKind::UnsupportedLevel { level, operation } => {
+            match operation_tag(operation) {
+                Some(tag) => {
+                    out.put_u8(FAIL_UNSUPPORTED_LEVEL);
+                    out.put_u8(level_tag(*level));
+                    out.put_u8(tag);
+                }
+                // `RemoteFailure::from_error` never builds this; a name no peer could decode
+                // travels as the message alone rather than as an undecodable answer.
+                None => out.put_u8(FAIL_REFUSED),
+            }
+        }
+        RemoteFailureKind::NoReplicas { slot } => {
+            out.put_u8(FAIL_NO_REPLICAS);
+            out.put_u16(*slot);
+        }
+        RemoteFailureKind::KeyTooLarge { len, max } => {
+            out.put_u8(FAIL_KEY_TOO_LARGE);
+            out.put_u64(*len as u64);
+            out.put_u64(*max as u64);
+        }
+        RemoteFailureKind::ValueTooLarge { len, max } => {
+            out.put_u8(FAIL_VALUE_TOO_LARGE);
+            out.put_u64(*len as u64);
+            out.put_u64(*max as u64);
+        }
     }
 }
 
-fn failure_kind(tag: u8) -> Result<RemoteFailureKind, WireError> {
-    Ok(match tag {
-        1 => RemoteFailureKind::Storage,
-        2 => RemoteFailureKind::ShuttingDown,
-        3 => RemoteFailureKind::Unavailable,
-        4 => RemoteFailureKind::Refused,
+fn get_failure_kind(r: &mut Reader) -> Result<RemoteFailureKind, WireError> {
+    Ok(match r.u8()? {
+        FAIL_STORAGE => RemoteFailureKind::Storage,
+        FAIL_SHUTTING_DOWN => RemoteFailureKind::ShuttingDown,
+        FAIL_REFUSED => RemoteFailureKind::Refused,
+        FAIL_CROSS_SLOT => RemoteFailureKind::CrossSlot,
+        FAIL_UNAVAILABLE => RemoteFailureKind::Unavailable {
+            level: level(r.u8()?)?,
+            required: r.usize("required replicas")?,
+            alive: r.usize("alive replicas")?,
+        },
+        FAIL_QUORUM_FAILED => {
+            let level = level(r.u8()?)?;
+            let required = r.usize("required replicas")?;
+            let answered = r.usize("answered replicas")?;
+            let n = r.count("replica errors", 4)?;
+            let mut errors = Vec::with_capacity(prealloc(n));
+            for _ in 0..n {
+                errors.push(get_string(r, "replica error")?);
+            }
+            RemoteFailureKind::QuorumFailed {
+                level,
+                required,
+                answered,
+                errors,
+            }
+        }
+        FAIL_UNSUPPORTED_LEVEL => {
+            let level = level(r.u8()?)?;
+            let tag = r.u8()?;
+            let operation = usize::from(tag)
+                .checked_sub(1)
+                .and_then(|i| OPERATIONS.get(i))
+                .ok_or(WireError::UnknownTag {
+                    what: "operation",
+                    tag,
+                })?;
+            RemoteFailureKind::UnsupportedLevel { level, operation }
+        }
+        FAIL_NO_REPLICAS => RemoteFailureKind::NoReplicas { slot: r.u16()? },
+        FAIL_KEY_TOO_LARGE => RemoteFailureKind::KeyTooLarge {
+            len: r.usize("key length")?,
+            max: r.usize("key limit")?,
+        },
+        FAIL_VALUE_TOO_LARGE => RemoteFailureKind::ValueTooLarge {
+            len: r.usize("value length")?,
+            max: r.usize("value limit")?,
+        },
         tag => {
             return Err(WireError::UnknownTag {
                 what: "failure kind",

@@ -7,7 +7,7 @@ use tokio_util::codec::Decoder;
 
 use super::*;
 use crate::api::{Condition, Consistency, Level, Write};
-use crate::rpc::{RemoteFailure, RemoteFailureKind, SlotPosition};
+use crate::rpc::{RemoteFailure, SlotPosition};
 use crate::storage::SlotRecord;
 
 fn bytes() -> impl Strategy<Value = Bytes> {
@@ -123,12 +123,8 @@ fn request() -> impl Strategy<Value = Stamped<PeerRequest>> {
 }
 
 fn response() -> impl Strategy<Value = Stamped<PeerResponse>> {
-    let kind = proptest::sample::select(vec![
-        RemoteFailureKind::Storage,
-        RemoteFailureKind::ShuttingDown,
-        RemoteFailureKind::Unavailable,
-        RemoteFailureKind::Refused,
-    ]);
+    let kinds = crate::rpc::every_error().len();
+    let failure = (0..kinds).prop_map(|i| RemoteFailure::from_error(&crate::rpc::every_error()[i]));
     let body = prop_oneof![
         proptest::collection::vec(proptest::option::of(record()), 0..6)
             .prop_map(PeerResponse::Records),
@@ -137,8 +133,10 @@ fn response() -> impl Strategy<Value = Stamped<PeerResponse>> {
         proptest::collection::vec(any::<u64>(), 0..6).prop_map(PeerResponse::Counts),
         proptest::collection::vec(any::<bool>(), 0..6).prop_map(PeerResponse::Written),
         Just(PeerResponse::Done),
-        (kind, ".{0,20}")
-            .prop_map(|(kind, message)| PeerResponse::Failed(RemoteFailure { kind, message })),
+        (failure, ".{0,20}").prop_map(|(failure, message)| PeerResponse::Failed(RemoteFailure {
+            message,
+            ..failure
+        })),
     ];
     (any::<u64>(), body).prop_map(|(hlc, body)| Stamped { hlc, body })
 }
@@ -435,4 +433,77 @@ fn a_hostile_count_is_refused_without_allocating() {
     input.put_u32(u32::MAX); // message length
     let err = decode_response(input.freeze()).expect_err("length beyond the input");
     assert!(matches!(err, WireError::Truncated { .. }), "{err}");
+}
+
+#[test]
+fn every_failure_kind_survives_the_wire_and_rebuilds_its_error() {
+    for error in crate::rpc::every_error() {
+        let sent = Stamped {
+            hlc: 9,
+            body: PeerResponse::Failed(RemoteFailure::from_error(&error)),
+        };
+        let received = decode_response(encode_response(&sent)).expect("decodes");
+        assert_eq!(received, sent);
+        let PeerResponse::Failed(failure) = received.body else {
+            panic!("not a failure: {received:?}");
+        };
+        let rebuilt = failure.into_error();
+        // The sentence always survives; the variant and its parts whenever they can.
+        assert_eq!(rebuilt.to_string(), error.to_string());
+        let parts_travel = !matches!(
+            error,
+            crate::error::ClusterError::Corrupt { .. }
+                | crate::error::ClusterError::Forwarded(_)
+                | crate::error::ClusterError::Storage(ringkv_lsm::Error::Locked { .. })
+        );
+        if parts_travel {
+            assert_eq!(format!("{rebuilt:?}"), format!("{error:?}"));
+        } else {
+            assert!(
+                matches!(rebuilt, crate::error::ClusterError::Forwarded(_)),
+                "{rebuilt:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_failure_with_an_unknown_operation_tag_is_refused() {
+    let mut input = BytesMut::new();
+    input.put_u64(1); // hlc
+    input.put_u8(7); // failed
+    input.put_u8(6); // unsupported level
+    input.put_u8(6); // ANY
+    input.put_u8(3); // neither reads nor writes
+    input.put_u32(0); // empty message
+    assert!(matches!(
+        decode_response(input.freeze()),
+        Err(WireError::UnknownTag {
+            what: "operation",
+            tag: 3
+        })
+    ));
+}
+
+#[test]
+fn an_unsupported_level_naming_an_unknown_operation_travels_as_its_message() {
+    let sent = Stamped {
+        hlc: 1,
+        body: PeerResponse::Failed(RemoteFailure {
+            kind: crate::rpc::RemoteFailureKind::UnsupportedLevel {
+                level: Level::Any,
+                operation: "scans",
+            },
+            message: "consistency level ANY is not supported for scans".into(),
+        }),
+    };
+    let received = decode_response(encode_response(&sent)).expect("decodes");
+    let PeerResponse::Failed(failure) = received.body else {
+        panic!("not a failure: {received:?}");
+    };
+    assert_eq!(failure.kind, crate::rpc::RemoteFailureKind::Refused);
+    assert_eq!(
+        failure.into_error().to_string(),
+        "consistency level ANY is not supported for scans"
+    );
 }

@@ -174,3 +174,48 @@ fn cluster_errors_name_the_level_and_counts() {
         Reply::error("ERR syntax error")
     );
 }
+
+/// A failure reported by another node (a forwarded conditional write's leader) gets the reply
+/// the failing node's own error gets, whichever node the client talked to.
+#[test]
+fn a_peer_reported_failure_gets_the_reply_of_the_peers_own_error() {
+    use ringkv_cluster::rpc::RemoteFailure;
+    let errors = [
+        ClusterError::Storage(ringkv_lsm::Error::ValueTooLarge {
+            len: 20 << 20,
+            max: 10 << 20,
+        }),
+        ClusterError::Storage(ringkv_lsm::Error::KeyTooLarge {
+            len: 70 << 10,
+            max: 64 << 10,
+        }),
+        ClusterError::CrossSlot,
+        ClusterError::Unavailable {
+            level: Level::All,
+            required: 3,
+            alive: 1,
+        },
+        ClusterError::QuorumFailed {
+            level: Level::Quorum,
+            required: 2,
+            answered: 1,
+            errors: vec!["node-2: timed out".into()],
+        },
+        ClusterError::ShuttingDown,
+        ClusterError::Storage(ringkv_lsm::Error::Locked {
+            path: "/data".into(),
+        }),
+    ];
+    for error in errors {
+        let local = Reply::from_cluster_error(&error);
+        let remote = Reply::from_cluster_error(&RemoteFailure::from_error(&error).into_error());
+        assert_eq!(remote, local, "{error:?}");
+    }
+    // The two the front end maps to replies of their own keep them.
+    assert_eq!(
+        Reply::from_cluster_error(
+            &RemoteFailure::from_error(&ClusterError::CrossSlot).into_error()
+        ),
+        Reply::error("CROSSSLOT Keys in request don't hash to the same slot")
+    );
+}

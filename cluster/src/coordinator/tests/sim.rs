@@ -21,12 +21,12 @@ use crate::storage::Storage;
 use crate::transport::sim::{SimNetwork, SimTransport};
 use crate::view::{Member, NodeStatus, View};
 
-type SimCoordinator = Coordinator<Db, SimTransport<NodeHandler<Db>>>;
+pub(super) type SimCoordinator = Coordinator<Db, SimTransport<NodeHandler<Db>>>;
 
-struct SimCluster {
-    net: SimNetwork<NodeHandler<Db>>,
-    nodes: Vec<SimCoordinator>,
-    members: Vec<Member>,
+pub(super) struct SimCluster {
+    pub(super) net: SimNetwork<NodeHandler<Db>>,
+    pub(super) nodes: Vec<SimCoordinator>,
+    pub(super) members: Vec<Member>,
     _dirs: Vec<TempDir>,
 }
 
@@ -48,7 +48,17 @@ fn member(i: usize) -> Member {
     }
 }
 
-fn cluster(n: usize, rf: usize, seed: u64) -> SimCluster {
+pub(super) fn cluster(n: usize, rf: usize, seed: u64) -> SimCluster {
+    cluster_with_engine(n, rf, seed, &ringkv_lsm::Options::default())
+}
+
+/// [`cluster`] with every node's engine built from `engine` (its size limits, say).
+pub(super) fn cluster_with_engine(
+    n: usize,
+    rf: usize,
+    seed: u64,
+    engine: &ringkv_lsm::Options,
+) -> SimCluster {
     let net = SimNetwork::new(seed);
     let members: Vec<Member> = (0..n).map(member).collect();
     let mut nodes = Vec::new();
@@ -57,7 +67,8 @@ fn cluster(n: usize, rf: usize, seed: u64) -> SimCluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = ClusterConfig::new(dir.path(), m.node_id.clone())
             .with_clock(Arc::new(SystemClock))
-            .with_seed(seed);
+            .with_seed(seed)
+            .with_engine(engine.clone());
         let (db, params) = open_storage(config).expect("open");
         let local = LocalNode::new(db, params).expect("local node");
         let handler = Arc::new(local.handler());
@@ -95,11 +106,11 @@ impl SimCluster {
     }
 }
 
-fn level(l: Level) -> Consistency {
+pub(super) fn level(l: Level) -> Consistency {
     Consistency { read: l, write: l }
 }
 
-fn set(key: &str, value: &str) -> Write {
+pub(super) fn set(key: &str, value: &str) -> Write {
     Write {
         key: Bytes::copy_from_slice(key.as_bytes()),
         value: Some(Bytes::copy_from_slice(value.as_bytes())),
