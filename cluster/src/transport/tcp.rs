@@ -11,6 +11,7 @@
 //! handler does) or stop reading a connection for a handler that waits (the connection's
 //! reader polls its pending handlers beside its reads, `conn`).
 
+mod admission;
 mod conn;
 mod outbox;
 mod peers;
@@ -53,11 +54,27 @@ pub struct TcpConfig {
     pub backoff_min: Duration,
     /// Longest wait between attempts (the wait doubles after each failure up to this).
     pub backoff_max: Duration,
+    /// Requests from one peer connection handled at once; more are refused at once (see
+    /// `tcp/admission.rs`).
+    pub max_requests_in_progress: usize,
+    /// Payload bytes of the requests from one peer connection handled at once; a request
+    /// that would pass it is refused unless nothing is in progress.
+    pub max_request_bytes_in_progress: usize,
 }
+
+/// Default of [`TcpConfig::max_requests_in_progress`]. *Why this many:* the cluster benchmark's
+/// heaviest line (50 clients pipelining 16 requests through one coordinator) keeps about 800
+/// writes in flight to each replica, so 4096 leaves room for bursts and still bounds a
+/// replica's queued work to seconds of its throughput.
+pub const DEFAULT_MAX_REQUESTS_IN_PROGRESS: usize = 4096;
+
+/// Default of [`TcpConfig::max_request_bytes_in_progress`]: four frames of the largest size.
+pub const DEFAULT_MAX_REQUEST_BYTES_IN_PROGRESS: usize = 4 * wire::DEFAULT_MAX_FRAME_BYTES;
 
 impl TcpConfig {
     /// Defaults: frames up to [`wire::DEFAULT_MAX_FRAME_BYTES`], 1 s to connect, backoff from
-    /// 50 ms to 5 s.
+    /// 50 ms to 5 s, [`DEFAULT_MAX_REQUESTS_IN_PROGRESS`] and
+    /// [`DEFAULT_MAX_REQUEST_BYTES_IN_PROGRESS`] per connection.
     pub fn new(local: u32, listen: SocketAddr) -> Self {
         Self {
             local,
@@ -66,6 +83,8 @@ impl TcpConfig {
             connect_timeout: Duration::from_secs(1),
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(5),
+            max_requests_in_progress: DEFAULT_MAX_REQUESTS_IN_PROGRESS,
+            max_request_bytes_in_progress: DEFAULT_MAX_REQUEST_BYTES_IN_PROGRESS,
         }
     }
 }
@@ -85,6 +104,8 @@ pub struct TransportStats {
     /// Connections open now (one per peer, plus any still draining after losing a
     /// simultaneous dial).
     pub connections_open: u64,
+    /// Peer requests refused because too much was in progress on their connection.
+    pub requests_refused: u64,
 }
 
 #[derive(Default)]
@@ -93,6 +114,7 @@ struct Counters {
     timeouts: AtomicU64,
     connection_failures: AtomicU64,
     frames_dropped: AtomicU64,
+    requests_refused: AtomicU64,
 }
 
 impl Counters {
@@ -216,6 +238,7 @@ impl<H: Handler> TcpTransport<H> {
             connection_failures: c.connection_failures.load(Ordering::Relaxed),
             frames_dropped: c.frames_dropped.load(Ordering::Relaxed),
             connections_open: self.inner.conns.lock().len() as u64,
+            requests_refused: c.requests_refused.load(Ordering::Relaxed),
         }
     }
 
