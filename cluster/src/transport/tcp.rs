@@ -35,7 +35,7 @@ use tracing::{debug, info, warn};
 use self::conn::Conn;
 use self::peers::PeerTable;
 use crate::rpc::{PeerRequest, PeerResponse, Stamped};
-use crate::transport::{Handler, Peer, SharedRequest, Transport, TransportError};
+use crate::transport::{Handler, Peer, SharedRequest, Transport, TransportError, TransportStats};
 use crate::wire::{self, FrameCodec, FRAME_HEADER_BYTES};
 
 /// Settings of a [`TcpTransport`].
@@ -87,25 +87,6 @@ impl TcpConfig {
             max_request_bytes_in_progress: DEFAULT_MAX_REQUEST_BYTES_IN_PROGRESS,
         }
     }
-}
-
-/// Counters of a [`TcpTransport`] since it was bound.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TransportStats {
-    /// Calls made (whatever their outcome).
-    pub calls: u64,
-    /// Calls that got no response by their deadline.
-    pub timeouts: u64,
-    /// Dials and handshakes that failed, and connections dropped for a protocol error.
-    pub connection_failures: u64,
-    /// Frames refused (bad checksum, over the bound, another protocol version, unknown kind);
-    /// each one also dropped its connection.
-    pub frames_dropped: u64,
-    /// Connections open now (one per peer, plus any still draining after losing a
-    /// simultaneous dial).
-    pub connections_open: u64,
-    /// Peer requests refused because too much was in progress on their connection.
-    pub requests_refused: u64,
 }
 
 #[derive(Default)]
@@ -229,19 +210,6 @@ impl<H: Handler> TcpTransport<H> {
         self.inner.local_addr
     }
 
-    /// The counters now.
-    pub fn stats(&self) -> TransportStats {
-        let c = &self.inner.counters;
-        TransportStats {
-            calls: c.calls.load(Ordering::Relaxed),
-            timeouts: c.timeouts.load(Ordering::Relaxed),
-            connection_failures: c.connection_failures.load(Ordering::Relaxed),
-            frames_dropped: c.frames_dropped.load(Ordering::Relaxed),
-            connections_open: self.inner.conns.lock().len() as u64,
-            requests_refused: c.requests_refused.load(Ordering::Relaxed),
-        }
-    }
-
     /// Stops listening (the port is free when this returns), closes every connection and fails
     /// pending calls with [`TransportError::Closed`]. Later calls fail with `Closed` too.
     pub async fn shutdown(&self) {
@@ -313,6 +281,19 @@ impl<H: Handler> Transport for TcpTransport<H> {
         let dial_deadline = Instant::now() + inner.config.connect_timeout;
         let conn = inner.connection(peer, dial_deadline).await?;
         conn.request_encoded(encoded).await
+    }
+
+    /// The counters now.
+    fn stats(&self) -> TransportStats {
+        let c = &self.inner.counters;
+        TransportStats {
+            calls: c.calls.load(Ordering::Relaxed),
+            timeouts: c.timeouts.load(Ordering::Relaxed),
+            connection_failures: c.connection_failures.load(Ordering::Relaxed),
+            frames_dropped: c.frames_dropped.load(Ordering::Relaxed),
+            connections_open: self.inner.conns.lock().len() as u64,
+            requests_refused: c.requests_refused.load(Ordering::Relaxed),
+        }
     }
 }
 
