@@ -30,6 +30,7 @@ fn a_healthy_ring_serves_every_client() {
     ring.wait_converged(CONVERGE_TIMEOUT);
     every_node_sees_one_ring_with_three_replicas_per_slot(&mut ring);
     data_written_at_all_is_read_at_one_from_every_node(&ring);
+    info_counts_the_bus(&ring);
     multi_key_commands_span_slots(&ring);
     msetnx_across_slots_is_crossslot(&ring);
     the_cluster_client_routes_by_slot(&ring);
@@ -75,6 +76,27 @@ fn data_written_at_all_is_read_at_one_from_every_node(ring: &TestCluster) {
             );
         }
     }
+}
+
+/// The writer of the last step called both peers for each of its 30 writes at `ALL`, over one
+/// connection per peer, and nothing was refused.
+fn info_counts_the_bus(ring: &TestCluster) {
+    let info: String = redis::cmd("INFO")
+        .arg("cluster")
+        .query(&mut ring.connection(1))
+        .expect("INFO cluster");
+    let field = |name: &str| -> u64 {
+        info.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in INFO cluster: {info}"))
+    };
+    assert!(field("ringkv_bus_calls") >= 60, "{info}");
+    assert!(field("ringkv_bus_connections") >= 2, "{info}");
+    assert_eq!(field("ringkv_bus_requests_refused"), 0, "{info}");
+    assert_eq!(field("ringkv_bus_frames_dropped"), 0, "{info}");
+    field("ringkv_bus_timeouts");
+    field("ringkv_bus_connection_failures");
 }
 
 fn multi_key_commands_span_slots(ring: &TestCluster) {

@@ -308,4 +308,6 @@ pub struct ClusterInfo {
     pub nodes: usize,
     /// The local engine's figures.
     pub engine: ringkv_lsm::Stats,
+    /// The internal transport's counters (calls to peers, timeouts, connections, refusals).
+    pub transport: crate::transport::TransportStats,
 }

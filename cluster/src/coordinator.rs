@@ -55,7 +55,7 @@ use crate::node_id::node_number;
 use crate::ring::Replication;
 use crate::rpc::{PeerRequest, PeerResponse, Stamped};
 use crate::storage::{key, Storage};
-use crate::transport::{Peer, SharedRequest, Transport, TransportError};
+use crate::transport::{Peer, SharedRequest, Transport, TransportError, TransportStats};
 use crate::view::View;
 
 pub use self::config::ClusterConfig;
@@ -96,6 +96,11 @@ impl Transport for NoPeers {
             addr: peer.addr,
             reason: "a cluster of one has no peers".into(),
         })
+    }
+
+    /// Nothing to count: a cluster of one never calls.
+    fn stats(&self) -> TransportStats {
+        TransportStats::default()
     }
 }
 
@@ -449,6 +454,7 @@ impl<S: Storage, T: Transport> Cluster for Coordinator<S, T> {
             replication_factor: self.shared.replication.total(),
             nodes: state.view.members.len(),
             engine: self.shared.inner.storage.stats(),
+            transport: self.shared.transport.stats(),
         }
     }
 }

@@ -84,6 +84,29 @@ pub trait Transport: Send + Sync + 'static {
         peer: Peer,
         request: Arc<SharedRequest>,
     ) -> impl Future<Output = Result<Stamped<PeerResponse>, TransportError>> + Send;
+
+    /// The transport's counters since it started (`INFO`'s bus figures).
+    fn stats(&self) -> TransportStats;
+}
+
+/// Counters of a transport since it started. A transport without connections (the simulated
+/// one, a cluster of one's) reports zeros for what it does not have.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TransportStats {
+    /// Calls made (whatever their outcome).
+    pub calls: u64,
+    /// Calls that got no response by their deadline.
+    pub timeouts: u64,
+    /// Dials and handshakes that failed, and connections dropped for a protocol error.
+    pub connection_failures: u64,
+    /// Frames refused (bad checksum, over the bound, another protocol version, unknown kind);
+    /// each one also dropped its connection.
+    pub frames_dropped: u64,
+    /// Connections open now (one per peer, plus any still draining after losing a
+    /// simultaneous dial).
+    pub connections_open: u64,
+    /// Peer requests refused because too much was in progress on their connection.
+    pub requests_refused: u64,
 }
 
 /// A request for several peers: stamped once, and encoded at most once, by the first call

@@ -17,6 +17,7 @@ mod tests;
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +28,7 @@ use tokio::time::Instant;
 use self::faults::{Faults, Plan};
 use crate::coordinator::random::SeededRng;
 use crate::rpc::{PeerRequest, PeerResponse, Stamped};
-use crate::transport::{Handler, Peer, SharedRequest, Transport, TransportError};
+use crate::transport::{Handler, Peer, SharedRequest, Transport, TransportError, TransportStats};
 
 /// Port of the made-up addresses of simulated nodes (they label errors, nothing listens).
 const SIM_PORT: u16 = 17_000;
@@ -128,6 +129,7 @@ impl<H: Handler> SimNetwork<H> {
         SimTransport {
             network: self.clone(),
             local: number,
+            counters: Arc::default(),
         }
     }
 
@@ -241,6 +243,14 @@ fn down(peer: &Peer) -> TransportError {
 pub struct SimTransport<H: Handler> {
     network: SimNetwork<H>,
     local: u32,
+    /// Calls made and calls timed out, shared by the clones.
+    counters: Arc<SimCounters>,
+}
+
+#[derive(Debug, Default)]
+struct SimCounters {
+    calls: AtomicU64,
+    timeouts: AtomicU64,
 }
 
 impl<H: Handler> std::fmt::Debug for SimTransport<H> {
@@ -256,6 +266,7 @@ impl<H: Handler> Clone for SimTransport<H> {
         Self {
             network: self.network.clone(),
             local: self.local,
+            counters: Arc::clone(&self.counters),
         }
     }
 }
@@ -320,10 +331,14 @@ impl<H: Handler> Transport for SimTransport<H> {
         request: Stamped<PeerRequest>,
         timeout: Duration,
     ) -> Result<Stamped<PeerResponse>, TransportError> {
+        self.counters.calls.fetch_add(1, Ordering::Relaxed);
         let deadline = Instant::now() + timeout;
         match tokio::time::timeout_at(deadline, self.deliver(peer, request)).await {
             Ok(result) => result,
-            Err(_) => Err(TransportError::Timeout(timeout)),
+            Err(_) => {
+                self.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+                Err(TransportError::Timeout(timeout))
+            }
         }
     }
 
@@ -332,6 +347,16 @@ impl<H: Handler> Transport for SimTransport<H> {
         peer: Peer,
         request: Arc<SharedRequest>,
     ) -> Result<Stamped<PeerResponse>, TransportError> {
+        self.counters.calls.fetch_add(1, Ordering::Relaxed);
         self.deliver(peer, request.stamped().clone()).await
+    }
+
+    /// Calls and timeouts; a simulated network has no connections or frames to count.
+    fn stats(&self) -> TransportStats {
+        TransportStats {
+            calls: self.counters.calls.load(Ordering::Relaxed),
+            timeouts: self.counters.timeouts.load(Ordering::Relaxed),
+            ..TransportStats::default()
+        }
     }
 }

@@ -33,6 +33,7 @@ use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use super::admission::{Admission, InProgress};
 use super::outbox::{Outbox, OutboxClosed, OUTBOX_CAP};
 use super::{Counters, Inner};
 use crate::rpc::{PeerRequest, PeerResponse, RemoteFailure, RemoteFailureKind, Stamped};
@@ -395,6 +396,7 @@ async fn read_loop<H: Handler>(
     // Requests whose handlers did not finish at their first poll, polled here whenever one of
     // them is woken.
     let mut handlers = FuturesUnordered::new();
+    let mut in_progress = InProgress::default();
     // Made once: a fresh one per frame would register with the token each time.
     let closed = conn.closed();
     tokio::pin!(closed);
@@ -406,15 +408,41 @@ async fn read_loop<H: Handler>(
             // connection) down: the connection is closed with a reason instead, and its
             // callers fail at once rather than at their deadlines.
             served = AssertUnwindSafe(handlers.next()).catch_unwind(), if !handlers.is_empty() => {
-                if served.is_err() {
-                    Counters::bump(&inner.counters.connection_failures);
-                    break dropped(conn, "a request handler panicked".to_owned());
+                match served {
+                    Err(_) => {
+                        Counters::bump(&inner.counters.connection_failures);
+                        break dropped(conn, "a request handler panicked".to_owned());
+                    }
+                    Ok(Some(done)) => in_progress.finish(done),
+                    Ok(None) => {}
                 }
             }
-            frame = read_frame(&mut reader, &mut codec, &mut buf) => match frame {
+            frame = read_frame(&mut reader, &mut codec, &mut buf), if in_progress.may_read() => match frame {
                 Ok(Some(frame)) if frame.kind == FrameKind::Request => {
+                    let config = &inner.config;
+                    let admission = in_progress.admit(
+                        frame.payload.len(),
+                        config.max_requests_in_progress,
+                        config.max_request_bytes_in_progress,
+                    );
+                    if admission == Admission::Refused {
+                        Counters::bump(&inner.counters.requests_refused);
+                        debug!(
+                            peer = conn.peer,
+                            requests = in_progress.requests(),
+                            bytes = in_progress.bytes(),
+                            "request refused: too much in progress"
+                        );
+                    }
                     let handling = Handling::start(conn);
-                    handlers.push(serve(Arc::clone(inner), Arc::clone(conn), frame, handling));
+                    handlers.push(serve(
+                        Arc::clone(inner),
+                        Arc::clone(conn),
+                        frame,
+                        handling,
+                        admission,
+                        (in_progress.requests(), in_progress.bytes()),
+                    ));
                 }
                 Ok(Some(frame)) => {
                     if let Err(reason) = dispatch(conn, frame) {
@@ -441,7 +469,7 @@ async fn read_loop<H: Handler>(
         // Handlers are not cancelled halfway (a replica write may be waiting for its flush
         // group): they finish on their own, and their responses go nowhere.
         tokio::spawn(async move {
-            while let Ok(Some(())) | Err(_) = AssertUnwindSafe(handlers.next()).catch_unwind().await
+            while let Ok(Some(_)) | Err(_) = AssertUnwindSafe(handlers.next()).catch_unwind().await
             {
             }
         });
@@ -503,21 +531,34 @@ impl Drop for Handling {
     }
 }
 
-/// Runs the handler for one request and queues its response.
+/// Runs the handler for one admitted request, or refuses one that was not (`in_progress`: the
+/// requests and payload bytes being handled when it came), and queues the response. Returns
+/// `admission` for the reader's accounting.
 async fn serve<H: Handler>(
     inner: Arc<Inner<H>>,
     conn: Arc<Conn>,
     frame: Frame,
     _handling: Handling,
-) {
-    let response = match wire::decode_request(frame.payload) {
-        Ok(request) => inner.handler.handle(conn.peer, request).await,
-        Err(e) => {
-            warn!(peer = conn.peer, error = %e, "undecodable request refused");
-            refusal(format!("undecodable request: {e}"))
+    admission: Admission,
+    in_progress: (usize, usize),
+) -> Admission {
+    let response = if admission == Admission::Refused {
+        let (requests, bytes) = in_progress;
+        refusal(format!(
+            "overloaded: {requests} request(s) of {bytes} bytes already in progress from this \
+             node"
+        ))
+    } else {
+        match wire::decode_request(frame.payload) {
+            Ok(request) => inner.handler.handle(conn.peer, request).await,
+            Err(e) => {
+                warn!(peer = conn.peer, error = %e, "undecodable request refused");
+                refusal(format!("undecodable request: {e}"))
+            }
         }
     };
     conn.respond(frame.request_id, &response).await;
+    admission
 }
 
 fn refusal(message: String) -> Stamped<PeerResponse> {

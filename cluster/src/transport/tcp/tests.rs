@@ -9,6 +9,7 @@ use tokio::net::TcpStream;
 
 use super::conn::{read_frame, write_frame};
 use super::*;
+use crate::rpc::{RemoteFailure, RemoteFailureKind};
 use crate::wire::{Frame, FrameKind};
 
 /// A slot number that makes [`Echo`] never answer.
@@ -864,4 +865,83 @@ async fn dialed_and_accepted_sockets_notice_a_vanished_peer() {
         );
         assert!(stream.nodelay().expect("TCP_NODELAY"), "{side}");
     }
+}
+async fn node_with(
+    node: u32,
+    adjust: impl FnOnce(&mut TcpConfig),
+) -> (TcpTransport<Echo>, Arc<Echo>) {
+    let echo = Arc::new(Echo::new(node));
+    let mut config = config(node, SocketAddr::from(([127, 0, 0, 1], 0)));
+    adjust(&mut config);
+    let transport = TcpTransport::bind(config, Arc::clone(&echo))
+        .await
+        .expect("bind loopback");
+    (transport, echo)
+}
+
+fn is_overload_refusal(reply: &Result<Stamped<PeerResponse>, TransportError>) -> bool {
+    matches!(reply, Ok(Stamped {
+        body: PeerResponse::Failed(RemoteFailure { kind: RemoteFailureKind::Refused, message }),
+        ..
+    }) if message.starts_with("overloaded"))
+}
+
+#[tokio::test]
+async fn requests_past_the_bound_in_progress_are_refused_at_once() {
+    let (a, _) = node(1).await;
+    let (b, echo) = node_with(2, |c| c.max_requests_in_progress = 3).await;
+    let target = peer(2, &b);
+    let stuck: Vec<_> = (1..=3)
+        .map(|hlc| {
+            let caller = a.clone();
+            tokio::spawn(async move { caller.call(target, ask(hlc, NEVER), LONG).await })
+        })
+        .collect();
+    assert!(eventually(|| echo.seen.load(Ordering::SeqCst) == 3).await);
+    for hlc in 4..10 {
+        let reply = a.call(target, ask(hlc, 0), LONG).await;
+        assert!(is_overload_refusal(&reply), "{reply:?}");
+    }
+    assert_eq!(
+        echo.seen.load(Ordering::SeqCst),
+        3,
+        "refused requests never reach the handler"
+    );
+    assert_eq!(b.stats().requests_refused, 6);
+    for task in stuck {
+        task.abort();
+    }
+}
+
+#[tokio::test]
+async fn a_finished_handler_makes_room_again() {
+    let (a, _) = node(1).await;
+    let (b, echo) = node_with(2, |c| c.max_requests_in_progress = 1).await;
+    let target = peer(2, &b);
+    let caller = a.clone();
+    let slow = tokio::spawn(async move { caller.call(target, ask(1, SLOW_SLOT), LONG).await });
+    assert!(eventually(|| echo.seen.load(Ordering::SeqCst) == 1).await);
+    let refused = a.call(target, ask(2, 0), LONG).await;
+    assert!(is_overload_refusal(&refused), "{refused:?}");
+    let reply = slow.await.expect("task").expect("served");
+    assert_eq!(reply.body, PeerResponse::Counts(vec![2, 1, 1]));
+    let reply = a.call(target, ask(3, 0), LONG).await.expect("served");
+    assert_eq!(reply.body, PeerResponse::Counts(vec![2, 1, 3]));
+    assert_eq!(b.stats().requests_refused, 1);
+}
+
+#[tokio::test]
+async fn requests_past_the_bytes_in_progress_are_refused_but_one_is_always_taken() {
+    let (a, _) = node(1).await;
+    let (b, echo) = node_with(2, |c| c.max_request_bytes_in_progress = 1).await;
+    let target = peer(2, &b);
+    let caller = a.clone();
+    let slow = tokio::spawn(async move { caller.call(target, ask(1, SLOW_SLOT), LONG).await });
+    assert!(eventually(|| echo.seen.load(Ordering::SeqCst) == 1).await);
+    let refused = a.call(target, ask(2, 0), LONG).await;
+    assert!(is_overload_refusal(&refused), "{refused:?}");
+    assert!(
+        slow.await.expect("task").is_ok(),
+        "taken though over the bytes: nothing was in progress"
+    );
 }

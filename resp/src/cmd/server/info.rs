@@ -260,7 +260,9 @@ fn commandstats<C: Cluster>(ctx: &Ctx<'_, C>, text: &mut String) {
 
 /// Redis Cluster's one field, `cluster_enabled:1` (every node answers `CLUSTER SLOTS`), then
 /// the ring as this node sees it: its id, the nodes it knows and how many the failure
-/// detector believes up, the replication factor and the ring's epoch.
+/// detector believes up, the replication factor and the ring's epoch; then the internal bus's
+/// counters (calls to peers and their timeouts, connections open and failed, frames dropped,
+/// peer requests refused as overloaded).
 fn cluster<C: Cluster>(ctx: &Ctx<'_, C>, text: &mut String) {
     let info = ctx.cluster.info();
     let topology = ctx.cluster.topology();
@@ -279,6 +281,17 @@ fn cluster<C: Cluster>(ctx: &Ctx<'_, C>, text: &mut String) {
         topology.replication_factor
     );
     field!(text, "ringkv_ring_epoch", topology.epoch);
+    let bus = info.transport;
+    field!(text, "ringkv_bus_calls", bus.calls);
+    field!(text, "ringkv_bus_timeouts", bus.timeouts);
+    field!(text, "ringkv_bus_connections", bus.connections_open);
+    field!(
+        text,
+        "ringkv_bus_connection_failures",
+        bus.connection_failures
+    );
+    field!(text, "ringkv_bus_frames_dropped", bus.frames_dropped);
+    field!(text, "ringkv_bus_requests_refused", bus.requests_refused);
 }
 
 /// Redis omits a database with no keys. ringkv does not count keys with a TTL separately, so
