@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::sim::{cluster, cluster_with_engine, level, set, SimCluster};
+use super::sim::{cluster, cluster_with_engine, cluster_with_timeout, level, set, SimCluster};
 use crate::api::{Cluster, Condition, Level, Request, Response, Write};
 use crate::error::ClusterError;
 use crate::slot::key_slot;
@@ -123,7 +123,9 @@ async fn a_leader_whose_replica_fails_fails_a_forwarded_write_as_it_would_a_dire
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forwarding_node_waits_for_a_leader_that_waits_on_a_silent_replica() {
-    let c = cluster(3, 3, 14);
+    // A 1 s timeout leaves the leader 1.5 s between its own deadline and the forwarding
+    // node's (300 ms left 450 ms, little on a loaded CI machine).
+    let c = cluster_with_timeout(3, 3, 14, std::time::Duration::from_secs(1));
     let replicas = replicas_of_key(&c);
     let (leader, asker, cut_off) = (replicas[0], replicas[1], replicas[2]);
     // Everyone believes everyone alive; the leader's messages to one replica are lost, so the

@@ -59,6 +59,27 @@ pub(super) fn cluster_with_engine(
     seed: u64,
     engine: &ringkv_lsm::Options,
 ) -> SimCluster {
+    cluster_with(n, rf, seed, engine, Duration::from_millis(300))
+}
+
+/// [`cluster`] whose coordinators wait `timeout` for replicas (a test that needs slack
+/// around a deadline on a loaded machine).
+pub(super) fn cluster_with_timeout(
+    n: usize,
+    rf: usize,
+    seed: u64,
+    timeout: Duration,
+) -> SimCluster {
+    cluster_with(n, rf, seed, &ringkv_lsm::Options::default(), timeout)
+}
+
+fn cluster_with(
+    n: usize,
+    rf: usize,
+    seed: u64,
+    engine: &ringkv_lsm::Options,
+    timeout: Duration,
+) -> SimCluster {
     let net = SimNetwork::new(seed);
     let members: Vec<Member> = (0..n).map(member).collect();
     let mut nodes = Vec::new();
@@ -78,7 +99,7 @@ pub(super) fn cluster_with_engine(
             net.transport(m.number),
             Replication::simple(rf),
             view,
-            Duration::from_millis(300),
+            timeout,
         );
         handler.set_leader(coordinator.as_leader());
         nodes.push(coordinator);
