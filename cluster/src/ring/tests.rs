@@ -479,3 +479,44 @@ proptest! {
         prop_assert_eq!(next, u32::from(SLOTS));
     }
 }
+
+/// Two nodes that start together and see the same one-node ring. Seeing each other joining,
+/// both choose at random; not seeing each other, they still split different ranges. Either
+/// way each owns primary slots (one start in five of the cluster benchmark left the second
+/// with none: both split the same ranges into the same tokens).
+#[test]
+fn two_nodes_joining_at_once_both_own_slots() {
+    let donor = member("n0", "dc1", "r1", random_tokens(DEFAULT_VNODES, 7));
+    let joining = |id: &str| {
+        let mut m = member(id, "dc1", "r1", Vec::new());
+        m.status = NodeStatus::Joining;
+        m
+    };
+    for see_each_other in [true, false] {
+        let mut chosen = Vec::new();
+        for (me, other, seed) in [("n1", "n2", 11), ("n2", "n1", 12)] {
+            let mut members = vec![donor.clone(), joining(me)];
+            if see_each_other {
+                members.push(joining(other));
+            }
+            let v = View::new(members, me).expect("view");
+            let tokens = allocate_tokens(&v, &Replication::simple(1), DEFAULT_VNODES, seed);
+            if see_each_other {
+                assert_eq!(tokens, random_tokens(DEFAULT_VNODES, seed));
+            }
+            chosen.push(member(me, "dc1", "r1", tokens));
+        }
+        let ring = Ring::from_view(
+            &view(vec![donor.clone(), chosen[0].clone(), chosen[1].clone()]),
+            &Replication::simple(1),
+        );
+        let fair = u32::from(SLOTS) / 3;
+        for i in 1..3 {
+            let owned = ring.primary_slots(i);
+            assert!(
+                owned > fair / 5,
+                "seeing each other {see_each_other}: node {i} owns {owned} of fair {fair}"
+            );
+        }
+    }
+}

@@ -8,7 +8,7 @@
 use crate::coordinator::random::SeededRng;
 use crate::ring::Replication;
 use crate::slot::SLOTS;
-use crate::view::View;
+use crate::view::{NodeStatus, View};
 
 /// Tokens per node unless configured: enough that random placement is within a few percent
 /// of fair per node and that a joining node takes slots from every other node.
@@ -43,13 +43,21 @@ pub fn random_tokens(vnodes: usize, seed: u64) -> Vec<u16> {
 
 /// Tokens for `view.local()`, a node starting for the first time, that give it its fair share
 /// of the ring (`SLOTS / (n + 1)` primary slots among `n` nodes owning tokens) taken from many
-/// nodes: each token splits the largest range of the node currently owning the most slots,
-/// taking about `share / vnodes` slots from it, so the donors end up level. Only the new
-/// node's ranges change owner: about `1/(n + 1)` of the slots move.
+/// nodes: each token splits a range of the node currently owning the most slots, taking about
+/// `share / vnodes` slots from it, so the donors end up level. Only the new node's ranges
+/// change owner: about `1/(n + 1)` of the slots move.
+///
+/// Which of the donor's ranges is split is drawn with `seed` among those longer than the take
+/// (the largest when none is). *Why not always the largest:* two nodes starting at the same
+/// moment can see the same ring and allocate before either sees the other's tokens; choosing
+/// the same ranges they chose the same tokens, a shared token belongs to the lower node number,
+/// and the other node owned no slot at all (seen in one start in five of the cluster
+/// benchmark's three nodes). Drawn ranges differ, so both get about their share.
 ///
 /// With per-datacenter replication only the local datacenter's nodes are balanced against
 /// (its slots are what the node's replicas hold). The local node's own tokens in the view, if
-/// any, are ignored. With no other node owning tokens it returns [`random_tokens`]. It
+/// any, are ignored. With no other node owning tokens, or another node joining without tokens
+/// yet (choosing its own at the same time), it returns [`random_tokens`]. It
 /// returns `min(vnodes, share)` tokens: every token must own at least one slot. Sorted,
 /// distinct.
 pub fn allocate_tokens(
@@ -66,17 +74,24 @@ pub fn allocate_tokens(
         .filter(|m| replication.per_dc.is_empty() || m.dc == local.dc)
         .filter(|m| m.tokens.iter().any(|&t| t < SLOTS))
         .collect();
-    if donors.is_empty() {
+    // Another node choosing its tokens right now (it gossips itself joining, without tokens)
+    // sees much the same ring and would split the same ranges: start as nodes started together
+    // do. A node that died while joining keeps later first starts random until it is removed.
+    let concurrent = view.members.iter().any(|m| {
+        m.node_id != local.node_id && m.status == NodeStatus::Joining && m.tokens.is_empty()
+    });
+    if donors.is_empty() || concurrent {
         return random_tokens(vnodes, seed);
     }
     let mut model = Model::new(&donors);
+    let rng = SeededRng::new(seed);
     let share = usize::from(SLOTS) / (donors.len() + 1);
     let count = vnodes.min(share).max(1);
     let mut mine = Vec::with_capacity(count);
     for i in 0..count {
         // Spread `share` over the tokens exactly: the takes sum to it.
         let take = share * (i + 1) / count - share * i / count;
-        match model.split_most_loaded(take.max(1)) {
+        match model.split_most_loaded(take.max(1), &rng) {
             Some(token) => mine.push(token),
             None => break,
         }
@@ -139,19 +154,34 @@ impl Model {
         self.tokens[prev].0
     }
 
-    /// Places a new-node token taking up to `take` slots from the start of the largest range
-    /// of the most-loaded donor that has a range it can split; returns the token, or `None`
-    /// when no donor range has two slots.
-    fn split_most_loaded(&mut self, take: usize) -> Option<u16> {
+    /// Places a new-node token taking up to `take` slots from the start of a range of the
+    /// most-loaded donor that has a range it can split: one drawn by `rng` among its ranges
+    /// longer than `take`, else its largest. Returns the token, or `None` when no donor range
+    /// has two slots.
+    fn split_most_loaded(&mut self, take: usize, rng: &SeededRng) -> Option<u16> {
         let mut by_load: Vec<usize> = (0..self.load.len()).collect();
         // Most loaded first; equal loads in a fixed order so allocation is reproducible.
         by_load.sort_by_key(|&d| (std::cmp::Reverse(self.load[d]), d));
         for donor in by_load {
-            let largest = (0..self.tokens.len())
+            let ranges: Vec<(usize, usize)> = (0..self.tokens.len())
                 .filter(|&i| self.tokens[i].1 == donor)
                 .map(|i| (self.range_len(i), i))
-                .max_by_key(|&(len, i)| (len, std::cmp::Reverse(i)));
-            let Some((len, i)) = largest else { continue };
+                .collect();
+            let roomy: Vec<(usize, usize)> = ranges
+                .iter()
+                .copied()
+                .filter(|&(len, _)| len > take)
+                .collect();
+            let chosen = if roomy.is_empty() {
+                ranges
+                    .iter()
+                    .copied()
+                    .max_by_key(|&(len, i)| (len, std::cmp::Reverse(i)))
+            } else {
+                let pick = rng.below(roomy.len() as u64) as usize;
+                roomy.get(pick).copied()
+            };
+            let Some((len, i)) = chosen else { continue };
             if len < 2 {
                 continue;
             }
