@@ -97,7 +97,8 @@ pub struct TransportStats {
     pub calls: u64,
     /// Calls that got no response by their deadline.
     pub timeouts: u64,
-    /// Dials and handshakes that failed, and connections dropped for a protocol error.
+    /// Dials and handshakes that failed, and connections dropped for a protocol error or lost
+    /// (reset, or given up by keepalive or `TCP_USER_TIMEOUT`).
     pub connection_failures: u64,
     /// Frames refused (bad checksum, over the bound, another protocol version, unknown kind);
     /// each one also dropped its connection.

@@ -25,7 +25,7 @@ use crate::coordinator::plan::Plan;
 use crate::coordinator::ring_state::RingState;
 use crate::coordinator::Shared;
 use crate::error::ClusterError;
-use crate::rpc::{PeerRequest, PeerResponse};
+use crate::rpc::{PeerRequest, PeerResponse, RemoteFailureKind};
 use crate::slot::key_slot;
 use crate::storage::{SlotRecord, Storage};
 use crate::transport::Transport;
@@ -112,6 +112,13 @@ impl<S: Storage, T: Transport> Shared<S, T> {
             .await
         {
             Ok(PeerResponse::Written(flags)) if flags.len() == n => Ok(flags),
+            // The leader did not take the request: as a leader that did not answer.
+            Ok(PeerResponse::Failed(failure)) if failure.kind == RemoteFailureKind::Overloaded => {
+                Err(quorum_failed(
+                    consistency.write,
+                    format!("leader {leader_id}: {}", failure.message),
+                ))
+            }
             // The leader's own error, as if the client had asked it directly.
             Ok(PeerResponse::Failed(failure)) => Err(failure.into_error()),
             Ok(_) => Err(quorum_failed(

@@ -82,6 +82,10 @@ pub enum RemoteFailureKind {
     /// Anything else: the peer did not understand or refused the request (a bug), or failed
     /// in a way only the message describes.
     Refused,
+    /// The peer's connection already had as much of this node's work in progress as it takes
+    /// (`transport/tcp/admission.rs`): the request was not handled. Not an error the peer had,
+    /// so it comes back as [`ClusterError::Forwarded`] unless the caller names it better.
+    Overloaded,
 }
 
 /// The operation names [`ClusterError::UnsupportedLevel`] uses, as `'static` strings a
@@ -184,9 +188,9 @@ impl RemoteFailure {
             }
             RemoteFailureKind::NoReplicas { slot } => ClusterError::NoReplicas { slot },
             RemoteFailureKind::CrossSlot => ClusterError::CrossSlot,
-            RemoteFailureKind::Storage | RemoteFailureKind::Refused => {
-                ClusterError::Forwarded(self.message)
-            }
+            RemoteFailureKind::Storage
+            | RemoteFailureKind::Refused
+            | RemoteFailureKind::Overloaded => ClusterError::Forwarded(self.message),
         }
     }
 

@@ -567,6 +567,7 @@ const FAIL_NO_REPLICAS: u8 = 7;
 const FAIL_CROSS_SLOT: u8 = 8;
 const FAIL_KEY_TOO_LARGE: u8 = 9;
 const FAIL_VALUE_TOO_LARGE: u8 = 10;
+const FAIL_OVERLOADED: u8 = 11;
 
 /// The tag of an unsupported level's operation: its index + 1 in `OPERATIONS`.
 fn operation_tag(operation: &str) -> Option<u8> {
@@ -581,6 +582,7 @@ fn put_failure_kind(out: &mut BytesMut, kind: &RemoteFailureKind) {
         RemoteFailureKind::Storage => out.put_u8(FAIL_STORAGE),
         RemoteFailureKind::ShuttingDown => out.put_u8(FAIL_SHUTTING_DOWN),
         RemoteFailureKind::Refused => out.put_u8(FAIL_REFUSED),
+        RemoteFailureKind::Overloaded => out.put_u8(FAIL_OVERLOADED),
         RemoteFailureKind::CrossSlot => out.put_u8(FAIL_CROSS_SLOT),
         RemoteFailureKind::Unavailable {
             level,
@@ -641,6 +643,7 @@ fn get_failure_kind(r: &mut Reader) -> Result<RemoteFailureKind, WireError> {
         FAIL_STORAGE => RemoteFailureKind::Storage,
         FAIL_SHUTTING_DOWN => RemoteFailureKind::ShuttingDown,
         FAIL_REFUSED => RemoteFailureKind::Refused,
+        FAIL_OVERLOADED => RemoteFailureKind::Overloaded,
         FAIL_CROSS_SLOT => RemoteFailureKind::CrossSlot,
         FAIL_UNAVAILABLE => RemoteFailureKind::Unavailable {
             level: level(r.u8()?)?,

@@ -507,3 +507,16 @@ fn an_unsupported_level_naming_an_unknown_operation_travels_as_its_message() {
         "consistency level ANY is not supported for scans"
     );
 }
+
+#[test]
+fn an_overloaded_refusal_keeps_its_kind_over_the_wire() {
+    let sent = Stamped {
+        hlc: 2,
+        body: PeerResponse::Failed(RemoteFailure {
+            kind: crate::rpc::RemoteFailureKind::Overloaded,
+            message: "overloaded: 4096 request(s) of 1024 bytes already in progress".into(),
+        }),
+    };
+    let received = decode_response(encode_response(&sent)).expect("decodes");
+    assert_eq!(received, sent);
+}

@@ -2,15 +2,18 @@
 //!
 //! Owns [`InProgress`]: the requests a connection's reader is handling (their count and
 //! payload bytes) and the refusals it still has to send. A request past either bound of
-//! [`TcpConfig`](super::TcpConfig) is answered at once with a refusal instead of being handled
-//! (Cassandra's `native_transport_max_concurrent_requests` and its `OverloadedException`), so a
-//! peer that sends faster than this node can apply (or a handler stuck on the disk) cannot
-//! grow this node's memory without bound; the caller sees the refusal as that replica's failure.
-//! Refusals wait for room in the outbox like any response; past [`MAX_REFUSALS_IN_PROGRESS`]
-//! the reader stops reading until they drain, so a peer that does not read its answers is
-//! held back by TCP instead. Never decides anything about a request but whether to take it.
+//! [`TcpConfig`](super::TcpConfig) is answered at once with an `Overloaded` failure instead of
+//! being handled (Cassandra's `native_transport_max_concurrent_requests` and its
+//! `OverloadedException`), so a peer that sends faster than this node can apply (or a handler
+//! stuck on the disk) cannot grow this node's memory without bound; the caller sees the
+//! refusal as that replica's failure. Refusals wait for room in the outbox like any response;
+//! past [`MAX_REFUSALS_IN_PROGRESS`] further requests are dropped unanswered (their callers
+//! time out). The reader never stops reading: responses to this node's own calls come on the
+//! same connection, and two nodes that stopped reading each other's requests would wait on
+//! each other (review reproduced it). Never decides anything about a request but whether to
+//! take it.
 
-/// Refusals queued but not yet in the outbox past which the reader stops reading frames.
+/// Refusals queued but not yet in the outbox past which requests are dropped unanswered.
 /// *Why a bound at all:* a refusal waits for outbox room, and a peer that floods requests
 /// without reading the answers would otherwise pile up refusals instead of requests.
 pub(super) const MAX_REFUSALS_IN_PROGRESS: usize = 1024;
@@ -22,6 +25,9 @@ pub(super) enum Admission {
     Handled(usize),
     /// A request that was refused for being over a bound.
     Refused,
+    /// A request dropped unanswered: over a bound with too many refusals waiting already.
+    /// Never finished (nothing was started for it).
+    Dropped,
 }
 
 /// The work in progress on one connection.
@@ -47,9 +53,11 @@ impl InProgress {
             self.requests += 1;
             self.bytes += bytes;
             Admission::Handled(bytes)
-        } else {
+        } else if self.refusals < MAX_REFUSALS_IN_PROGRESS {
             self.refusals += 1;
             Admission::Refused
+        } else {
+            Admission::Dropped
         }
     }
 
@@ -57,16 +65,16 @@ impl InProgress {
     pub(super) fn finish(&mut self, done: Admission) {
         match done {
             Admission::Handled(bytes) => {
+                debug_assert!(self.requests > 0 && self.bytes >= bytes, "finished twice");
                 self.requests = self.requests.saturating_sub(1);
                 self.bytes = self.bytes.saturating_sub(bytes);
             }
-            Admission::Refused => self.refusals = self.refusals.saturating_sub(1),
+            Admission::Refused => {
+                debug_assert!(self.refusals > 0, "finished twice");
+                self.refusals = self.refusals.saturating_sub(1);
+            }
+            Admission::Dropped => {}
         }
-    }
-
-    /// Whether the reader may read the next frame.
-    pub(super) fn may_read(&self) -> bool {
-        self.refusals < MAX_REFUSALS_IN_PROGRESS
     }
 
     /// Requests being handled now.
@@ -112,15 +120,16 @@ mod tests {
     }
 
     #[test]
-    fn stops_reading_while_too_many_refusals_wait() {
+    fn drops_requests_while_too_many_refusals_wait() {
         let mut work = InProgress::default();
         assert_eq!(work.admit(1, 1, 100), Admission::Handled(1));
         for _ in 0..MAX_REFUSALS_IN_PROGRESS {
-            assert!(work.may_read());
             assert_eq!(work.admit(1, 1, 100), Admission::Refused);
         }
-        assert!(!work.may_read());
+        assert_eq!(work.admit(1, 1, 100), Admission::Dropped);
         work.finish(Admission::Refused);
-        assert!(work.may_read());
+        assert_eq!(work.admit(1, 1, 100), Admission::Refused);
+        work.finish(Admission::Handled(1));
+        assert_eq!(work.admit(1, 1, 100), Admission::Handled(1));
     }
 }

@@ -417,7 +417,9 @@ async fn read_loop<H: Handler>(
                     Ok(None) => {}
                 }
             }
-            frame = read_frame(&mut reader, &mut codec, &mut buf), if in_progress.may_read() => match frame {
+            // Always read: responses to this node's own calls arrive here too, and a reader
+            // that stopped for its peer's requests could wait on a peer doing the same.
+            frame = read_frame(&mut reader, &mut codec, &mut buf) => match frame {
                 Ok(Some(frame)) if frame.kind == FrameKind::Request => {
                     let config = &inner.config;
                     let admission = in_progress.admit(
@@ -425,14 +427,18 @@ async fn read_loop<H: Handler>(
                         config.max_requests_in_progress,
                         config.max_request_bytes_in_progress,
                     );
-                    if admission == Admission::Refused {
+                    if admission != Admission::Handled(frame.payload.len()) {
                         Counters::bump(&inner.counters.requests_refused);
                         debug!(
                             peer = conn.peer,
                             requests = in_progress.requests(),
                             bytes = in_progress.bytes(),
+                            answered = admission == Admission::Refused,
                             "request refused: too much in progress"
                         );
+                    }
+                    if admission == Admission::Dropped {
+                        continue;
                     }
                     let handling = Handling::start(conn);
                     handlers.push(serve(
@@ -457,8 +463,10 @@ async fn read_loop<H: Handler>(
                 Err(e) => {
                     if is_bad_frame(&e) {
                         Counters::bump(&inner.counters.frames_dropped);
-                        Counters::bump(&inner.counters.connection_failures);
                     }
+                    // A bad frame, or the connection lost (a reset, keepalive or
+                    // TCP_USER_TIMEOUT giving up on a vanished peer).
+                    Counters::bump(&inner.counters.connection_failures);
                     break dropped(conn, e.to_string());
                 }
             },
@@ -544,10 +552,16 @@ async fn serve<H: Handler>(
 ) -> Admission {
     let response = if admission == Admission::Refused {
         let (requests, bytes) = in_progress;
-        refusal(format!(
-            "overloaded: {requests} request(s) of {bytes} bytes already in progress from this \
-             node"
-        ))
+        Stamped {
+            hlc: 0,
+            body: PeerResponse::Failed(RemoteFailure {
+                kind: RemoteFailureKind::Overloaded,
+                message: format!(
+                    "overloaded: {requests} request(s) of {bytes} bytes already in progress \
+                     from this node"
+                ),
+            }),
+        }
     } else {
         match wire::decode_request(frame.payload) {
             Ok(request) => inner.handler.handle(conn.peer, request).await,

@@ -7,6 +7,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use super::admission::MAX_REFUSALS_IN_PROGRESS;
 use super::conn::{read_frame, write_frame};
 use super::*;
 use crate::rpc::{RemoteFailure, RemoteFailureKind};
@@ -25,6 +26,9 @@ const BLOCK_SLOT: u16 = u16::MAX - 3;
 /// A slot number that makes [`Echo`] yield to the runtime a few times before answering (as a
 /// flush group's leader does to let other writers join).
 const YIELD_SLOT: u16 = u16::MAX - 4;
+/// A slot number that makes [`Echo`] wait (asynchronously) for a permit of [`Echo::hold`]
+/// before answering, so a test decides when the handler finishes.
+const HOLD_SLOT: u16 = u16::MAX - 5;
 const LONG: Duration = Duration::from_secs(10);
 
 /// Answers `CountSlots` with `Counts([its node, the sender, the request's hlc])`, after a
@@ -33,6 +37,7 @@ struct Echo {
     node: u32,
     seen: AtomicU64,
     gate: parking_lot::Mutex<()>,
+    hold: tokio::sync::Semaphore,
 }
 
 impl Echo {
@@ -41,6 +46,7 @@ impl Echo {
             node,
             seen: AtomicU64::new(0),
             gate: parking_lot::Mutex::new(()),
+            hold: tokio::sync::Semaphore::new(0),
         }
     }
 }
@@ -62,6 +68,11 @@ impl Handler for Echo {
                 }
             }
             SLOW_SLOT => tokio::time::sleep(SLOW).await,
+            HOLD_SLOT => {
+                if let Ok(permit) = self.hold.acquire().await {
+                    permit.forget();
+                }
+            }
             n => tokio::time::sleep(Duration::from_millis(u64::from(n % 5))).await,
         }
         Stamped {
@@ -881,7 +892,7 @@ async fn node_with(
 
 fn is_overload_refusal(reply: &Result<Stamped<PeerResponse>, TransportError>) -> bool {
     matches!(reply, Ok(Stamped {
-        body: PeerResponse::Failed(RemoteFailure { kind: RemoteFailureKind::Refused, message }),
+        body: PeerResponse::Failed(RemoteFailure { kind: RemoteFailureKind::Overloaded, message }),
         ..
     }) if message.starts_with("overloaded"))
 }
@@ -919,11 +930,12 @@ async fn a_finished_handler_makes_room_again() {
     let (b, echo) = node_with(2, |c| c.max_requests_in_progress = 1).await;
     let target = peer(2, &b);
     let caller = a.clone();
-    let slow = tokio::spawn(async move { caller.call(target, ask(1, SLOW_SLOT), LONG).await });
+    let held = tokio::spawn(async move { caller.call(target, ask(1, HOLD_SLOT), LONG).await });
     assert!(eventually(|| echo.seen.load(Ordering::SeqCst) == 1).await);
     let refused = a.call(target, ask(2, 0), LONG).await;
     assert!(is_overload_refusal(&refused), "{refused:?}");
-    let reply = slow.await.expect("task").expect("served");
+    echo.hold.add_permits(1);
+    let reply = held.await.expect("task").expect("served");
     assert_eq!(reply.body, PeerResponse::Counts(vec![2, 1, 1]));
     let reply = a.call(target, ask(3, 0), LONG).await.expect("served");
     assert_eq!(reply.body, PeerResponse::Counts(vec![2, 1, 3]));
@@ -936,12 +948,65 @@ async fn requests_past_the_bytes_in_progress_are_refused_but_one_is_always_taken
     let (b, echo) = node_with(2, |c| c.max_request_bytes_in_progress = 1).await;
     let target = peer(2, &b);
     let caller = a.clone();
-    let slow = tokio::spawn(async move { caller.call(target, ask(1, SLOW_SLOT), LONG).await });
+    let held = tokio::spawn(async move { caller.call(target, ask(1, HOLD_SLOT), LONG).await });
     assert!(eventually(|| echo.seen.load(Ordering::SeqCst) == 1).await);
     let refused = a.call(target, ask(2, 0), LONG).await;
     assert!(is_overload_refusal(&refused), "{refused:?}");
+    echo.hold.add_permits(1);
     assert!(
-        slow.await.expect("task").is_ok(),
+        held.await.expect("task").is_ok(),
         "taken though over the bytes: nothing was in progress"
     );
+}
+
+/// Two nodes flooding each other past their bounds get refusals (or time out where requests
+/// were dropped), and their connection then serves both ways at once: the held calls' answers
+/// come through it and fresh calls succeed. (Review reproduced a 30 s mutual stall when a
+/// reader stopped reading at its refusal bound; that needed a longer, timing-dependent flood
+/// than a unit test should run, so this checks the recovery, not the race.)
+#[tokio::test]
+async fn two_peers_flooding_each_other_get_refusals_and_recover() {
+    let (a, echo_a) = node_with(1, |c| c.max_requests_in_progress = 1).await;
+    let (b, echo_b) = node_with(2, |c| c.max_requests_in_progress = 1).await;
+    let (to_a, to_b) = (peer(1, &a), peer(2, &b));
+    // Each side holds one of the other's requests, so both are at their bound.
+    let (ca, cb) = (a.clone(), b.clone());
+    let held_at_b = tokio::spawn(async move { ca.call(to_b, ask(1, HOLD_SLOT), LONG).await });
+    let held_at_a = tokio::spawn(async move { cb.call(to_a, ask(2, HOLD_SLOT), LONG).await });
+    assert!(eventually(|| echo_a.seen.load(Ordering::SeqCst) == 1).await);
+    assert!(eventually(|| echo_b.seen.load(Ordering::SeqCst) == 1).await);
+    // More requests than either side has room for refusals, both ways at once, large enough
+    // (60 KB) to fill the sockets' buffers, so a side that stopped reading would hold back
+    // the other's answers.
+    let big_ask = |hlc: u64| Stamped {
+        hlc,
+        body: PeerRequest::CountSlots {
+            slots: vec![0; 30_000],
+        },
+    };
+    let flood = |from: &TcpTransport<Echo>, to: Peer| {
+        let from = from.clone();
+        tokio::spawn(async move {
+            let calls = (0..(MAX_REFUSALS_IN_PROGRESS as u64 + 200))
+                .map(|i| from.call(to, big_ask(100 + i), Duration::from_millis(500)));
+            futures_util::future::join_all(calls).await
+        })
+    };
+    let (fa, fb) = (flood(&a, to_b), flood(&b, to_a));
+    let (fa, fb) = (fa.await.expect("task"), fb.await.expect("task"));
+    for reply in fa.iter().chain(&fb) {
+        assert!(
+            is_overload_refusal(reply)
+                || reply == &Err(TransportError::Timeout(Duration::from_millis(500))),
+            "{reply:?}"
+        );
+    }
+    // The held calls finish once released: their answers come through the busy connection.
+    echo_a.hold.add_permits(1);
+    echo_b.hold.add_permits(1);
+    assert!(held_at_b.await.expect("task").is_ok());
+    assert!(held_at_a.await.expect("task").is_ok());
+    // And a fresh call goes through at once both ways.
+    assert!(a.call(to_b, ask(9, 0), LONG).await.is_ok());
+    assert!(b.call(to_a, ask(9, 0), LONG).await.is_ok());
 }
