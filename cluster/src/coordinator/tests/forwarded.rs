@@ -10,27 +10,9 @@ use bytes::Bytes;
 use super::sim::{cluster, cluster_with_engine, cluster_with_timeout, level, set, SimCluster};
 use crate::api::{Cluster, Condition, Level, Request, Response, Write};
 use crate::error::ClusterError;
-use crate::slot::key_slot;
 use crate::view::View;
 
 const KEY: &str = "forwarded";
-
-/// Positions in `c.members` of `KEY`'s replicas in ring order (the first leads the slot).
-fn replicas_of_key(c: &SimCluster) -> Vec<usize> {
-    let state = c.nodes[0].ring_state();
-    state
-        .ring
-        .replicas(key_slot(KEY.as_bytes()))
-        .iter()
-        .map(|&r| {
-            let id = &state.member(r).node_id;
-            c.members
-                .iter()
-                .position(|m| &m.node_id == id)
-                .expect("member")
-        })
-        .collect()
-}
 
 /// A `SET NX`-style write of `KEY`.
 fn set_if_absent(value: &str) -> Write {
@@ -69,7 +51,7 @@ fn mark_down_on(c: &SimCluster, node: usize, down: &[usize]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_short_of_replicas_fails_a_forwarded_write_as_it_would_a_direct_one() {
     let c = cluster(3, 3, 11);
-    let replicas = replicas_of_key(&c);
+    let replicas = c.replica_positions(KEY);
     let (leader, others) = (replicas[0], &replicas[1..]);
     // Only the leader believes its fellow replicas down: the others still forward to it.
     mark_down_on(&c, leader, others);
@@ -96,7 +78,7 @@ async fn a_leader_short_of_replicas_fails_a_forwarded_write_as_it_would_a_direct
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_whose_replica_fails_fails_a_forwarded_write_as_it_would_a_direct_one() {
     let c = cluster(3, 3, 12);
-    let replicas = replicas_of_key(&c);
+    let replicas = c.replica_positions(KEY);
     let (leader, asker, crashed) = (replicas[0], replicas[1], replicas[2]);
     // Everyone believes everyone alive; calls to one replica fail.
     c.net.crash(c.members[crashed].number);
@@ -126,7 +108,7 @@ async fn a_forwarding_node_waits_for_a_leader_that_waits_on_a_silent_replica() {
     // A 1 s timeout leaves the leader 1.5 s between its own deadline and the forwarding
     // node's (300 ms left 450 ms, little on a loaded CI machine).
     let c = cluster_with_timeout(3, 3, 14, std::time::Duration::from_secs(1));
-    let replicas = replicas_of_key(&c);
+    let replicas = c.replica_positions(KEY);
     let (leader, asker, cut_off) = (replicas[0], replicas[1], replicas[2]);
     // Everyone believes everyone alive; the leader's messages to one replica are lost, so the
     // leader fails only once its own deadline passes.
@@ -159,7 +141,7 @@ async fn an_engine_limit_reads_the_same_through_every_node() {
     };
     // Four nodes of three replicas: one node holds no copy of the key.
     let c = cluster_with_engine(4, 3, 13, &engine);
-    let replicas = replicas_of_key(&c);
+    let replicas = c.replica_positions(KEY);
     let outsider = (0..4)
         .find(|n| !replicas.contains(n))
         .expect("a node outside the replica set");

@@ -114,6 +114,24 @@ fn cluster_with(
 }
 
 impl SimCluster {
+    /// Positions in `members` of `key`'s replicas in ring order (the first leads the slot), as
+    /// node 0 sees the ring.
+    pub(super) fn replica_positions(&self, key: &str) -> Vec<usize> {
+        let state = self.nodes[0].ring_state();
+        state
+            .ring
+            .replicas(crate::slot::key_slot(key.as_bytes()))
+            .iter()
+            .map(|&r| {
+                let id = &state.member(r).node_id;
+                self.members
+                    .iter()
+                    .position(|m| &m.node_id == id)
+                    .expect("member")
+            })
+            .collect()
+    }
+
     /// Tells every node that `down` are down (as the failure detector would).
     fn mark_down(&self, down: &[usize]) {
         let mut members = self.members.clone();
@@ -191,16 +209,7 @@ async fn data_lands_on_the_replica_set_and_every_node_reads_it() {
                 .is_some()
             })
             .collect();
-        let mut expected: Vec<usize> = replicas
-            .iter()
-            .map(|&r| {
-                let id = &state.member(r).node_id;
-                c.members
-                    .iter()
-                    .position(|m| &m.node_id == id)
-                    .expect("member")
-            })
-            .collect();
+        let mut expected = c.replica_positions(&key);
         expected.sort_unstable();
         assert_eq!(holders, expected, "{key}");
         for node in &c.nodes {
