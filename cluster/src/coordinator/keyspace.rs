@@ -6,6 +6,12 @@
 //! flush needs every node up (as Cassandra's `TRUNCATE`): each writes tombstones at one
 //! version over what it stores. Must never read the system prefixes (replicas stop at the
 //! end of the user keyspace).
+//!
+//! Each of these asks a node to go over all it stores, which a point request's timeout does
+//! not allow for on a large node (a `FLUSHALL` of a million keys took longer than 2 s, and the
+//! client was told it failed while the nodes went on flushing). They wait longer, as
+//! Cassandra's range and truncate timeouts do (10 s and 60 s against its 2 s write timeout):
+//! [`RANGE_TIMEOUT_FACTOR`] and [`TRUNCATE_TIMEOUT_FACTOR`] times the request timeout.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -30,6 +36,10 @@ use crate::transport::Transport;
 pub const EXACT_COUNT_BUDGET: u64 = 100_000;
 /// Keys of one slot a random pick chooses among.
 const RANDOM_PICK_WINDOW: usize = 64;
+/// Request timeouts a count or a random pick waits for its node (10 s at the default 2 s).
+pub const RANGE_TIMEOUT_FACTOR: u32 = 5;
+/// Request timeouts a `FLUSHALL` waits for every node (60 s at the default 2 s).
+pub const TRUNCATE_TIMEOUT_FACTOR: u32 = 30;
 
 impl<S: Storage, T: Transport> Shared<S, T> {
     /// Live keys in the cluster (`DBSIZE`).
@@ -81,10 +91,9 @@ impl<S: Storage, T: Transport> Shared<S, T> {
         level: Level,
     ) -> Result<u64, ClusterError> {
         let id = &state.member(node).node_id;
-        match self
-            .call_one(state, node, PeerRequest::CountSlots { slots })
-            .await
-        {
+        let request = PeerRequest::CountSlots { slots };
+        let timeout = self.timeout.saturating_mul(RANGE_TIMEOUT_FACTOR);
+        match self.call_one_within(state, node, request, timeout).await {
             Ok(PeerResponse::Counts(counts)) => Ok(counts.iter().sum()),
             Ok(PeerResponse::Failed(f)) => Err(read_failed(level, id, &f.message)),
             Ok(_) => Err(read_failed(level, id, "unexpected answer")),
@@ -136,7 +145,8 @@ impl<S: Storage, T: Transport> Shared<S, T> {
                 limit: RANDOM_PICK_WINDOW,
             };
             let id = &state.member(node).node_id;
-            let records = match self.call_one(&state, node, request).await {
+            let timeout = self.timeout.saturating_mul(RANGE_TIMEOUT_FACTOR);
+            let records = match self.call_one_within(&state, node, request, timeout).await {
                 Ok(PeerResponse::Range(records)) => records,
                 Ok(PeerResponse::Failed(f)) => return Err(read_failed(level, id, &f.message)),
                 Ok(_) => return Err(read_failed(level, id, "unexpected answer")),
@@ -181,7 +191,11 @@ impl<S: Storage, T: Transport> Shared<S, T> {
                     node: version.node,
                 };
                 let id = state.member(node).node_id.clone();
-                (id, shared.call_one(&state, node, request).await)
+                let timeout = shared.timeout.saturating_mul(TRUNCATE_TIMEOUT_FACTOR);
+                (
+                    id,
+                    shared.call_one_within(&state, node, request, timeout).await,
+                )
             });
         }
         let mut errors = Vec::new();

@@ -6,6 +6,7 @@ mod clock_start;
 mod forwarded;
 mod model;
 mod sim;
+mod whole_keyspace;
 
 use std::collections::BTreeSet;
 use std::ops::Bound;
