@@ -73,11 +73,7 @@ async fn data_survives_a_graceful_restart() {
     let mut node = Node::start(&["--fsync", "periodic"]);
     let big = "x".repeat(200_000);
     {
-        let mut conn = node
-            .client()
-            .get_multiplexed_async_connection()
-            .await
-            .expect("connect");
+        let mut conn = connect(&node, "connect").await;
         for i in 0..500 {
             let () = conn
                 .set(format!("key:{i}"), format!("value:{i}"))
@@ -91,11 +87,7 @@ async fn data_survives_a_graceful_restart() {
     // SIGTERM must flush and exit 0 (asserted by `stop`).
     node.stop();
     node.restart();
-    let mut conn = node
-        .client()
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect after restart");
+    let mut conn = connect(&node, "connect after restart").await;
     for i in 0..500 {
         let got: Option<String> = conn.get(format!("key:{i}")).await.expect("GET");
         if i == 7 {
@@ -126,11 +118,7 @@ async fn sigkill_loses_no_acknowledged_write_with_fsync_always() {
     let killed = Arc::new(AtomicBool::new(false));
     let mut writers = Vec::new();
     for c in 0..CLIENTS {
-        let mut conn = node
-            .client()
-            .get_multiplexed_async_connection()
-            .await
-            .expect("connect");
+        let mut conn = connect(&node, "connect").await;
         let acked = Arc::clone(&acked);
         let killed = Arc::clone(&killed);
         writers.push(tokio::spawn(async move {
@@ -189,11 +177,7 @@ async fn sigkill_loses_no_acknowledged_write_with_fsync_always() {
     assert!(confirmed.len() >= KILL_AFTER_ACKS / 2);
 
     node.restart();
-    let mut conn = node
-        .client()
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect after restart");
+    let mut conn = connect(&node, "connect after restart").await;
     let mut lost = Vec::new();
     for (key, value) in &confirmed {
         let got: Option<String> = conn.get(key).await.expect("GET");
@@ -302,4 +286,17 @@ fn a_bad_environment_value_exits_2() {
         .expect("run ringkv");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not-a-port"));
+}
+
+/// A connection to `node` that waits as long as the tests do for an answer: the `redis`
+/// crate's default (500 ms) is shorter than an fsync can take on a loaded CI machine, and a
+/// write timed out by the client is not a write the node lost.
+async fn connect(node: &Node, what: &str) -> redis::aio::MultiplexedConnection {
+    let mut conn = node
+        .client()
+        .get_multiplexed_async_connection()
+        .await
+        .expect(what);
+    conn.set_response_timeout(DEADLINE);
+    conn
 }
