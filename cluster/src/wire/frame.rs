@@ -199,19 +199,14 @@ impl FrameCodec {
     /// # Errors
     /// [`WireError::FrameSize`] when the frame is over the bound (nothing is written).
     pub fn encode_ref(&self, frame: &Frame, dst: &mut BytesMut) -> Result<(), WireError> {
-        let total = frame.encoded_len();
-        let declared = u32::try_from(total - 4)
-            .ok()
-            .filter(|_| total <= self.max_frame_bytes)
-            .ok_or_else(|| self.size_error(total as u64))?;
-        dst.reserve(total);
-        dst.put_u32(declared);
-        dst.put_u8(PROTOCOL_VERSION);
-        dst.put_u8(frame.kind.tag());
-        dst.put_u64(frame.request_id);
-        dst.put_u32(crc32fast::hash(&frame.payload));
-        dst.put_slice(&frame.payload);
-        Ok(())
+        self.encode_checksummed(
+            dst,
+            frame.kind,
+            frame.request_id,
+            &frame.payload,
+            crc32fast::hash(&frame.payload),
+        )
+        .map(|_| ())
     }
 
     /// Appends a frame of `kind` for `request_id` whose payload `put` writes straight into
@@ -250,7 +245,8 @@ impl FrameCodec {
     }
 
     /// Appends the frame of a payload encoded and checksummed beforehand (`crc` is
-    /// `crc32fast::hash(payload)`): the bytes [`FrameCodec::encode_with`] writes for it.
+    /// `crc32fast::hash(payload)`): the bytes [`FrameCodec::encode_with`] writes for it (and
+    /// what [`FrameCodec::encode_ref`] writes, computing the checksum).
     /// Returns the frame's size.
     ///
     /// # Errors

@@ -427,7 +427,7 @@ async fn read_loop<H: Handler>(
                         config.max_requests_in_progress,
                         config.max_request_bytes_in_progress,
                     );
-                    if admission != Admission::Handled(frame.payload.len()) {
+                    if !matches!(admission, Admission::Handled(_)) {
                         Counters::bump(&inner.counters.requests_refused);
                         debug!(
                             peer = conn.peer,

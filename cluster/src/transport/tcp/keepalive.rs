@@ -52,12 +52,6 @@ impl Keepalive {
     };
 }
 
-impl Default for Keepalive {
-    fn default() -> Self {
-        Self::DEFAULT
-    }
-}
-
 /// Sets `settings` on `stream`. Never fails: a socket without them is no worse than before,
 /// so each failure is only logged.
 pub(super) fn apply(stream: &TcpStream, settings: &Keepalive) {

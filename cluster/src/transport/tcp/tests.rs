@@ -924,34 +924,43 @@ async fn requests_past_the_bound_in_progress_are_refused_at_once() {
     }
 }
 
-#[tokio::test]
-async fn a_finished_handler_makes_room_again() {
+/// Node 1 calls node 2 (configured by `adjust`) once with a request its handler holds, then
+/// once more, which must be refused as overloaded. Returns both nodes, node 2's handler and the
+/// held call.
+async fn hold_one_then_be_refused(
+    adjust: impl FnOnce(&mut TcpConfig),
+) -> (
+    TcpTransport<Echo>,
+    TcpTransport<Echo>,
+    Arc<Echo>,
+    tokio::task::JoinHandle<Result<Stamped<PeerResponse>, TransportError>>,
+) {
     let (a, _) = node(1).await;
-    let (b, echo) = node_with(2, |c| c.max_requests_in_progress = 1).await;
+    let (b, echo) = node_with(2, adjust).await;
     let target = peer(2, &b);
     let caller = a.clone();
     let held = tokio::spawn(async move { caller.call(target, ask(1, HOLD_SLOT), LONG).await });
     assert!(eventually(|| echo.seen.load(Ordering::SeqCst) == 1).await);
     let refused = a.call(target, ask(2, 0), LONG).await;
     assert!(is_overload_refusal(&refused), "{refused:?}");
+    (a, b, echo, held)
+}
+
+#[tokio::test]
+async fn a_finished_handler_makes_room_again() {
+    let (a, b, echo, held) = hold_one_then_be_refused(|c| c.max_requests_in_progress = 1).await;
     echo.hold.add_permits(1);
     let reply = held.await.expect("task").expect("served");
     assert_eq!(reply.body, PeerResponse::Counts(vec![2, 1, 1]));
-    let reply = a.call(target, ask(3, 0), LONG).await.expect("served");
+    let reply = a.call(peer(2, &b), ask(3, 0), LONG).await.expect("served");
     assert_eq!(reply.body, PeerResponse::Counts(vec![2, 1, 3]));
     assert_eq!(b.stats().requests_refused, 1);
 }
 
 #[tokio::test]
 async fn requests_past_the_bytes_in_progress_are_refused_but_one_is_always_taken() {
-    let (a, _) = node(1).await;
-    let (b, echo) = node_with(2, |c| c.max_request_bytes_in_progress = 1).await;
-    let target = peer(2, &b);
-    let caller = a.clone();
-    let held = tokio::spawn(async move { caller.call(target, ask(1, HOLD_SLOT), LONG).await });
-    assert!(eventually(|| echo.seen.load(Ordering::SeqCst) == 1).await);
-    let refused = a.call(target, ask(2, 0), LONG).await;
-    assert!(is_overload_refusal(&refused), "{refused:?}");
+    let (_a, _b, echo, held) =
+        hold_one_then_be_refused(|c| c.max_request_bytes_in_progress = 1).await;
     echo.hold.add_permits(1);
     assert!(
         held.await.expect("task").is_ok(),
