@@ -72,6 +72,10 @@ pub struct Flags {
     /// [default: 160 MiB].
     #[arg(long, env = "RINGKV_ROW_CACHE_BYTES", value_name = "BYTES")]
     pub row_cache_bytes: Option<usize>,
+    /// Turn transparent huge pages off for this process, as redis-server's `disable-thp`
+    /// [default: true].
+    #[arg(long, env = "RINGKV_DISABLE_THP", value_name = "BOOL")]
+    pub disable_thp: Option<bool>,
     /// Default read consistency of a new connection [default: QUORUM].
     #[arg(long, env = "RINGKV_READ_CONSISTENCY", value_name = "LEVEL")]
     pub read_consistency: Option<String>,
@@ -143,6 +147,7 @@ pub struct FileConfig {
     timeout: Option<u64>,
     worker_threads: Option<usize>,
     row_cache_bytes: Option<usize>,
+    disable_thp: Option<bool>,
     read_consistency: Option<String>,
     write_consistency: Option<String>,
     bus_port: Option<u16>,
@@ -236,6 +241,8 @@ pub struct Config {
     pub worker_threads: usize,
     /// The engine's row cache budget, if set (otherwise the engine's default).
     pub row_cache_bytes: Option<usize>,
+    /// Whether the binary turns transparent huge pages off for its process.
+    pub disable_thp: bool,
     /// Default consistency of new connections.
     pub consistency: Consistency,
     /// Bus port for peers and gossip (0: any free port, only when `port` is 0 too or it was
@@ -410,6 +417,7 @@ impl Config {
             timeout_secs: flags.timeout.or(file.timeout).unwrap_or(0),
             worker_threads,
             row_cache_bytes: flags.row_cache_bytes.or(file.row_cache_bytes),
+            disable_thp: flags.disable_thp.or(file.disable_thp).unwrap_or(true),
             consistency: Consistency { read, write },
             bus_port,
             seeds,

@@ -39,6 +39,11 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    if config.disable_thp {
+        if let Err(e) = allocator::disable_transparent_huge_pages() {
+            tracing::warn!("transparent huge pages stay as the system has them: {e}");
+        }
+    }
     match serve(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

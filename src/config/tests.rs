@@ -37,6 +37,23 @@ fn defaults_are_a_local_node() {
     assert_eq!(config.phi_threshold, 8.0);
     assert_eq!(config.join_wait_ms, 2000);
     assert_eq!(config.row_cache_bytes, None, "the engine's default");
+    assert!(config.disable_thp, "as redis-server's disable-thp");
+}
+
+#[test]
+fn transparent_huge_pages_stay_on_when_the_flag_or_the_file_says_so() {
+    let (_dir, path) = toml_file("disable_thp = false\n");
+    let from_file = Flags {
+        config: Some(path.clone()),
+        ..Flags::default()
+    };
+    assert!(!Config::load(from_file).expect("load").disable_thp);
+    let flag = Flags {
+        config: Some(path),
+        disable_thp: Some(true),
+        ..Flags::default()
+    };
+    assert!(Config::load(flag).expect("load").disable_thp);
 }
 
 #[test]
