@@ -13,14 +13,16 @@
 //! next allocation: 25,000-31,000 faults per 400k `SET -P16` of 1 KiB values with the default,
 //! 100-400 with 10 s, and about 20% less CPU (A/B, `MIMALLOC_PURGE_DELAY=1000` as the default). Memory still goes back to the OS once it has been idle for 10 s.
 //!
-//! *Why no transparent huge pages* (as redis-server warns about THP, and Couchbase and
-//! Aerospike ask to turn it off): mimalloc asks for huge pages on its arenas, so a worker that
-//! touches fresh memory (a growing memtable) zeroes 2 MiB at once in the fault, a stall every
-//! request queued behind it pays. `clear_page_erms` was 12-15% of the workers' samples under a
-//! cluster `SET` line; without THP (A/B, `MIMALLOC_ALLOW_THP=0`, `benches/cluster_vs_single.sh`
-//! with 50k requests, two rounds each): `SET` p99 single node 5.3/5.3 -> 2.8/3.0 ms, cluster
-//! via one node 7.6/7.6 -> 4.7/4.7 ms, with `--cluster` 17.3/17.4 -> 12.0/10.7 ms. An operator
-//! who sets `MIMALLOC_ALLOW_THP` keeps what they chose.
+//! *Why no transparent huge pages* (the `disable_thp` setting, on by default, as redis-server's
+//! `disable-thp yes`): mimalloc asks for huge pages on its arenas (`madvise`), so a thread that
+//! touches fresh memory (a growing memtable, the row cache filling) zeroes 2 MiB in one fault,
+//! a stall every request queued behind it pays. `clear_page_erms` was 12-15% of the workers'
+//! samples under a cluster `SET` line. A/B of one build (`benches/cluster_vs_single.sh`,
+//! `ROUNDS=1 REQUESTS=50000`, two runs each, THP on / off): `SET` p99 single node 3.5/3.7 ->
+//! 2.0/2.4 ms, cluster via one node 5.1/7.5 -> 3.3/4.4 ms, `--cluster` 13.4/16.7 -> 10.4/11.3 ms.
+//! The expected cost, TLB misses over the 400 MiB of caches, did not show consistently:
+//! `benches/redis_vs_ringkv.sh` put no line clearly worse (three rounds each; `GET -P16` 0.81x -> 0.99x redis, `MGET10` 0.90x ->
+//! 0.71x, within the run-to-run swing of these machines; benches/README.md).
 
 // The FFI calls below are the workspace's only unsafe code (the lint denies it elsewhere).
 #![allow(unsafe_code)]
