@@ -300,3 +300,26 @@ async fn connect(node: &Node, what: &str) -> redis::aio::MultiplexedConnection {
     conn.set_response_timeout(DEADLINE);
     conn
 }
+
+/// `THP_enabled` of a running node, from `/proc/PID/status` (Linux).
+fn thp_enabled(node: &Node) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", node.pid())).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("THP_enabled:"))
+        .map(|v| v.trim().to_owned())
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn transparent_huge_pages_are_off_unless_the_operator_keeps_them() {
+    let node = Node::start(&[]);
+    let Some(default) = thp_enabled(&node) else {
+        eprintln!("this kernel does not report THP_enabled; nothing to check");
+        return;
+    };
+    assert_eq!(default, "0", "as redis-server's disable-thp yes");
+    assert_eq!(cli(&node, &["SET", "k", "v"]), "OK\n");
+    let kept = Node::start(&["--disable-thp", "false"]);
+    assert_eq!(thp_enabled(&kept).as_deref(), Some("1"));
+}
