@@ -105,7 +105,8 @@ impl Transport for NoPeers {
 }
 
 /// The coordinator of a node with peers reached over `T`, storing locally in `S`. Cheap to
-/// clone; clones share everything.
+/// clone; clones share everything. Runs on a Tokio runtime with timers enabled (requests wait
+/// for replicas and for busy key locks with deadlines).
 pub struct Coordinator<S: Storage = Db, T: Transport = NoPeers> {
     shared: Arc<Shared<S, T>>,
 }

@@ -54,6 +54,7 @@ fn node() -> Node {
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .expect("runtime")
 }
@@ -324,6 +325,7 @@ fn conditions_compare_the_live_version() {
 fn concurrent_compare_and_set_increments_lose_nothing() {
     let n = node();
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_time()
         .worker_threads(4)
         .build()
         .expect("runtime");
@@ -381,6 +383,7 @@ fn concurrent_compare_and_set_increments_lose_nothing() {
 fn fsync_always_writes_run_off_the_runtime_and_persist() {
     let n = open_node(FsyncMode::Always);
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_time()
         .worker_threads(2)
         .build()
         .expect("runtime");

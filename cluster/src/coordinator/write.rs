@@ -16,11 +16,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use ringkv_lsm::Record;
 
 use crate::api::{Condition, Consistency, Level, Response, Version, Write};
 use crate::coordinator::call::Fanout;
 use crate::coordinator::level::Operation;
+use crate::coordinator::locks::KeyGuards;
 use crate::coordinator::plan::Plan;
 use crate::coordinator::ring_state::RingState;
 use crate::coordinator::Shared;
@@ -67,7 +69,7 @@ impl<S: Storage, T: Transport> Shared<S, T> {
             .iter()
             .filter(|r| leads(&state, r.slot))
             .map(|r| r.key.as_ref());
-        let _guards = self.locks.lock(led_here).await;
+        let _guards = self.lock_keys(led_here, consistency.write).await?;
         self.version_in_order(&mut records);
         self.apply_records(&state, records, consistency.write)
             .await?;
@@ -141,7 +143,9 @@ impl<S: Storage, T: Transport> Shared<S, T> {
         consistency: Consistency,
     ) -> Result<Vec<bool>, ClusterError> {
         let state = self.ring_state();
-        let _guards = self.locks.lock(writes.iter().map(|w| w.key.as_ref())).await;
+        let _guards = self
+            .lock_keys(writes.iter().map(|w| w.key.as_ref()), consistency.write)
+            .await?;
         let mut checked: Vec<Bytes> = writes
             .iter()
             .filter(|w| matches!(w.condition, Condition::IfVersion(_)))
@@ -181,6 +185,30 @@ impl<S: Storage, T: Transport> Shared<S, T> {
                 .await?;
         }
         Ok(flags)
+    }
+
+    /// The locks of `keys` (those led here), or a failure once they have been busy for
+    /// [`lock_wait`]: the write is then not applied, as a write past Cassandra's write timeout.
+    async fn lock_keys<'k>(
+        &self,
+        keys: impl IntoIterator<Item = &'k [u8]>,
+        level: Level,
+    ) -> Result<KeyGuards<'_>, ClusterError> {
+        let mut locking = std::pin::pin!(self.locks.lock(keys));
+        // Free locks (nearly every write) are taken without arming a timer.
+        if let Some(guards) = locking.as_mut().now_or_never() {
+            return Ok(guards);
+        }
+        let wait = lock_wait(self.timeout);
+        tokio::time::timeout(wait, locking).await.map_err(|_| {
+            quorum_failed(
+                level,
+                format!(
+                    "the key's leader: another write held the key's lock for {} ms; this write was not applied",
+                    wait.as_millis()
+                ),
+            )
+        })
     }
 
     /// Gives `records` fresh versions, increasing in their order, from one clock read.
@@ -321,9 +349,18 @@ fn live_version(record: &Record, now_ms: u64) -> Option<Version> {
 /// `timeout` would give up on a leader that is about to report its own failure (a replica that
 /// did not answer it in time), and the client would hear "no response from the leader" where
 /// asking the leader directly names the level and counts. A leader queued behind other writes
-/// to the same keys can still take longer.
+/// to the same keys waits for their locks at most [`lock_wait`], within the slack.
 fn forward_timeout(timeout: Duration) -> Duration {
     timeout.saturating_mul(2).saturating_add(timeout / 2)
+}
+
+/// How long a write waits for its keys' locks: a quarter of a request timeout. *Why:* a
+/// forwarded write's leader then ends (lock wait, a read round and a write round, each round
+/// up to `timeout`) before its forwarder stops waiting ([`forward_timeout`]), so a write the
+/// forwarder reported failed is never applied after it; and a key whose holders each wait out
+/// a silent replica fails its queue in bounded time instead of holding clients for minutes.
+fn lock_wait(timeout: Duration) -> Duration {
+    timeout / 4
 }
 
 fn quorum_failed(level: Level, error: String) -> ClusterError {

@@ -25,6 +25,7 @@ fn config(dir: &Path, clock: &Arc<ManualClock>) -> ClusterConfig {
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .expect("runtime")
 }

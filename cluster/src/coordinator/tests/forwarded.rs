@@ -181,3 +181,45 @@ async fn an_engine_limit_reads_the_same_through_every_node() {
         assert_eq!(got, Response::Values(vec![None]));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_key_lock_stays_busy_fails_on_its_leader_and_is_not_applied() {
+    let c = cluster_with_timeout(3, 3, 15, std::time::Duration::from_secs(1));
+    let replicas = c.replica_positions(KEY);
+    let (leader, asker) = (replicas[0], replicas[1]);
+    // A write to the key that never finishes on its leader.
+    let held = c.nodes[leader].shared.locks.lock([KEY.as_bytes()]).await;
+    for (node, write) in [
+        (asker, set_if_absent("forwarded")),
+        (leader, set_if_absent("direct")),
+        (leader, set(KEY, "plain")),
+    ] {
+        let failed = write_through(&c, node, write, Level::Quorum)
+            .await
+            .expect_err("the key's lock is held");
+        // The leader's own failure, which names the lock, not the forwarder's deadline.
+        assert!(
+            matches!(&failed, ClusterError::QuorumFailed { errors, .. }
+                if errors.len() == 1 && errors[0].contains("held the key's lock")),
+            "{failed:?}"
+        );
+    }
+    drop(held);
+    let read = c.nodes[asker]
+        .execute(
+            Request::Get {
+                keys: vec![Bytes::from_static(KEY.as_bytes())],
+            },
+            level(Level::All),
+        )
+        .await
+        .expect("read at ALL");
+    assert_eq!(
+        read,
+        Response::Values(vec![None]),
+        "no failed write was applied"
+    );
+    write_through(&c, asker, set_if_absent("v"), Level::Quorum)
+        .await
+        .expect("the lock is free again");
+}
