@@ -20,9 +20,10 @@
 //! samples under a cluster `SET` line. A/B of one build (`benches/cluster_vs_single.sh`,
 //! `ROUNDS=1 REQUESTS=50000`, two runs each, THP on / off): `SET` p99 single node 3.5/3.7 ->
 //! 2.0/2.4 ms, cluster via one node 5.1/7.5 -> 3.3/4.4 ms, `--cluster` 13.4/16.7 -> 10.4/11.3 ms.
-//! The expected cost, TLB misses over the 400 MiB of caches, did not show consistently:
-//! `benches/redis_vs_ringkv.sh` put no line clearly worse (three rounds each; `GET -P16` 0.81x -> 0.99x redis, `MGET10` 0.90x ->
-//! 0.71x, within the run-to-run swing of these machines; benches/README.md).
+//! The price is paid by cached reads (TLB misses over the 400 MiB of caches): in one
+//! three-round `benches/redis_vs_ringkv.sh` each way, the `P1` lines and `MGET10` did worse
+//! without THP (`MGET10` 0.90x -> 0.71x redis, CPU per request 1.10x -> 1.41x) and `GET -P16`
+//! better (0.81x -> 0.99x); a longer pinned A/B of `MGET10` is still to do (benches/README.md).
 
 // The FFI calls below are the workspace's only unsafe code (the lint denies it elsewhere).
 #![allow(unsafe_code)]
@@ -127,9 +128,10 @@ pub fn configure() {
 /// stops asking for them on new memory, and the kernel's per-process switch
 /// (`PR_SET_THP_DISABLE`, what redis-server's `disable-thp yes` sets) covers the memory it
 /// already asked them for. Returns the kernel's refusal (before Linux 3.15, or not Linux), after
-/// which THP stays as the system has it; nothing else depends on it.
+/// which THP stays as the system has it; nothing else depends on it. It overrides an
+/// operator's `MIMALLOC_ALLOW_THP`: `--disable-thp false` is the way to keep huge pages.
 pub fn disable_transparent_huge_pages() -> std::io::Result<()> {
-    // SAFETY: as in `configure`. Its purges then use small pages' granularity too.
+    // SAFETY: as in `configure`.
     unsafe { mi_option_set(MI_OPTION_ALLOW_THP, 0) }
     disable_thp_for_the_process()
 }

@@ -67,6 +67,14 @@ pub enum ClusterError {
     /// [`RemoteFailure::into_error`]: crate::rpc::RemoteFailure::into_error
     #[error("{0}")]
     Forwarded(String),
+    /// A write waited for its keys' locks on their leader longer than the bound
+    /// (`lock_wait`: a quarter of the request timeout) and was not applied: another write to
+    /// the key, or to one sharing its lock stripe, held it. Safe to retry.
+    #[error("write not applied: another write held this key's lock (or one it shares) for {waited_ms} ms")]
+    KeyBusy {
+        /// How long the write waited.
+        waited_ms: u64,
+    },
     /// The ring has no node owning the slot yet (the cluster is still forming).
     #[error("the ring has no replicas for slot {slot} yet")]
     NoReplicas {

@@ -26,8 +26,9 @@ pub use frame::{Frame, FrameCodec, FrameKind, FRAME_HEADER_BYTES};
 /// The protocol version this build speaks; a peer speaking another is refused at the handshake.
 ///
 /// Version 2: a failed answer carries its error's parts (levels, replica counts, engine limits)
-/// so the asking node can rebuild the peer's error, not only its sentence.
-pub const PROTOCOL_VERSION: u8 = 2;
+/// so the asking node can rebuild the peer's error, not only its sentence. Version 3: a write
+/// that waited too long for its key locks fails with its own kind (`KeyBusy`).
+pub const PROTOCOL_VERSION: u8 = 3;
 
 /// Default bound on one frame (header and payload). Values are at most 10 MiB, so a frame of a
 /// few of them fits with room to spare.

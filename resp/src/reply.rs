@@ -173,6 +173,8 @@ impl Reply {
                 errors::key_too_large(*max)
             }
             ClusterError::CrossSlot => errors::CROSSSLOT.to_string(),
+            // Redis Cluster's "retry later" code, which cluster clients retry on their own.
+            busy @ ClusterError::KeyBusy { .. } => format!("TRYAGAIN {busy}"),
             other => format!("ERR {other}"),
         };
         Reply::Error(Bytes::from(text))

@@ -41,7 +41,7 @@ fn defaults_are_a_local_node() {
 }
 
 #[test]
-fn transparent_huge_pages_stay_on_when_the_flag_or_the_file_says_so() {
+fn disable_thp_comes_from_the_file_and_the_flag_wins() {
     let (_dir, path) = toml_file("disable_thp = false\n");
     let from_file = Flags {
         config: Some(path.clone()),

@@ -69,7 +69,7 @@ impl<S: Storage, T: Transport> Shared<S, T> {
             .iter()
             .filter(|r| leads(&state, r.slot))
             .map(|r| r.key.as_ref());
-        let _guards = self.lock_keys(led_here, consistency.write).await?;
+        let _guards = self.lock_keys(led_here).await?;
         self.version_in_order(&mut records);
         self.apply_records(&state, records, consistency.write)
             .await?;
@@ -144,7 +144,7 @@ impl<S: Storage, T: Transport> Shared<S, T> {
     ) -> Result<Vec<bool>, ClusterError> {
         let state = self.ring_state();
         let _guards = self
-            .lock_keys(writes.iter().map(|w| w.key.as_ref()), consistency.write)
+            .lock_keys(writes.iter().map(|w| w.key.as_ref()))
             .await?;
         let mut checked: Vec<Bytes> = writes
             .iter()
@@ -187,12 +187,12 @@ impl<S: Storage, T: Transport> Shared<S, T> {
         Ok(flags)
     }
 
-    /// The locks of `keys` (those led here), or a failure once they have been busy for
-    /// [`lock_wait`]: the write is then not applied, as a write past Cassandra's write timeout.
+    /// The locks of `keys` (those led here), or [`ClusterError::KeyBusy`] once they have been
+    /// busy for [`lock_wait`]: the write is then not applied, as a write past Cassandra's write
+    /// timeout.
     async fn lock_keys<'k>(
         &self,
         keys: impl IntoIterator<Item = &'k [u8]>,
-        level: Level,
     ) -> Result<KeyGuards<'_>, ClusterError> {
         let mut locking = std::pin::pin!(self.locks.lock(keys));
         // Free locks (nearly every write) are taken without arming a timer.
@@ -200,15 +200,11 @@ impl<S: Storage, T: Transport> Shared<S, T> {
             return Ok(guards);
         }
         let wait = lock_wait(self.timeout);
-        tokio::time::timeout(wait, locking).await.map_err(|_| {
-            quorum_failed(
-                level,
-                format!(
-                    "the key's leader: another write held the key's lock for {} ms; this write was not applied",
-                    wait.as_millis()
-                ),
-            )
-        })
+        tokio::time::timeout(wait, locking)
+            .await
+            .map_err(|_| ClusterError::KeyBusy {
+                waited_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            })
     }
 
     /// Gives `records` fresh versions, increasing in their order, from one clock read.
@@ -355,10 +351,12 @@ fn forward_timeout(timeout: Duration) -> Duration {
 }
 
 /// How long a write waits for its keys' locks: a quarter of a request timeout. *Why:* a
-/// forwarded write's leader then ends (lock wait, a read round and a write round, each round
-/// up to `timeout`) before its forwarder stops waiting ([`forward_timeout`]), so a write the
-/// forwarder reported failed is never applied after it; and a key whose holders each wait out
-/// a silent replica fails its queue in bounded time instead of holding clients for minutes.
+/// forwarded write's leader then normally ends (lock wait, a read round and a write round,
+/// each round up to `timeout`) before its forwarder stops waiting ([`forward_timeout`]), so a
+/// write the forwarder reported failed is not applied after it (a local apply stuck on the disk
+/// or hops slower than the remaining quarter timeout can still outlast it); and a key whose
+/// holders each wait out a silent replica fails its queue in bounded time instead of holding
+/// clients for minutes.
 fn lock_wait(timeout: Duration) -> Duration {
     timeout / 4
 }

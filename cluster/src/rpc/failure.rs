@@ -79,6 +79,11 @@ pub enum RemoteFailureKind {
     },
     /// [`ClusterError::CrossSlot`] on the peer.
     CrossSlot,
+    /// [`ClusterError::KeyBusy`] on the peer.
+    KeyBusy {
+        /// How long the write waited for its locks.
+        waited_ms: u64,
+    },
     /// Anything else: the peer did not understand or refused the request (a bug), or failed
     /// in a way only the message describes.
     Refused,
@@ -142,6 +147,9 @@ impl RemoteFailure {
             }
             ClusterError::NoReplicas { slot } => RemoteFailureKind::NoReplicas { slot: *slot },
             ClusterError::CrossSlot => RemoteFailureKind::CrossSlot,
+            ClusterError::KeyBusy { waited_ms } => RemoteFailureKind::KeyBusy {
+                waited_ms: *waited_ms,
+            },
             _ => RemoteFailureKind::Refused,
         };
         RemoteFailure {
@@ -188,6 +196,7 @@ impl RemoteFailure {
             }
             RemoteFailureKind::NoReplicas { slot } => ClusterError::NoReplicas { slot },
             RemoteFailureKind::CrossSlot => ClusterError::CrossSlot,
+            RemoteFailureKind::KeyBusy { waited_ms } => ClusterError::KeyBusy { waited_ms },
             RemoteFailureKind::Storage
             | RemoteFailureKind::Refused
             | RemoteFailureKind::Overloaded => ClusterError::Forwarded(self.message),
@@ -234,6 +243,7 @@ pub(crate) fn every_error() -> Vec<ClusterError> {
         },
         ClusterError::NoReplicas { slot: 77 },
         ClusterError::CrossSlot,
+        ClusterError::KeyBusy { waited_ms: 500 },
         ClusterError::Corrupt {
             what: "local ring state",
             detail: "bad length".into(),

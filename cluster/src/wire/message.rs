@@ -568,6 +568,7 @@ const FAIL_CROSS_SLOT: u8 = 8;
 const FAIL_KEY_TOO_LARGE: u8 = 9;
 const FAIL_VALUE_TOO_LARGE: u8 = 10;
 const FAIL_OVERLOADED: u8 = 11;
+const FAIL_KEY_BUSY: u8 = 12;
 
 /// The tag of an unsupported level's operation: its index + 1 in `OPERATIONS`.
 fn operation_tag(operation: &str) -> Option<u8> {
@@ -583,6 +584,10 @@ fn put_failure_kind(out: &mut BytesMut, kind: &RemoteFailureKind) {
         RemoteFailureKind::ShuttingDown => out.put_u8(FAIL_SHUTTING_DOWN),
         RemoteFailureKind::Refused => out.put_u8(FAIL_REFUSED),
         RemoteFailureKind::Overloaded => out.put_u8(FAIL_OVERLOADED),
+        RemoteFailureKind::KeyBusy { waited_ms } => {
+            out.put_u8(FAIL_KEY_BUSY);
+            out.put_u64(*waited_ms);
+        }
         RemoteFailureKind::CrossSlot => out.put_u8(FAIL_CROSS_SLOT),
         RemoteFailureKind::Unavailable {
             level,
@@ -644,6 +649,9 @@ fn get_failure_kind(r: &mut Reader) -> Result<RemoteFailureKind, WireError> {
         FAIL_SHUTTING_DOWN => RemoteFailureKind::ShuttingDown,
         FAIL_REFUSED => RemoteFailureKind::Refused,
         FAIL_OVERLOADED => RemoteFailureKind::Overloaded,
+        FAIL_KEY_BUSY => RemoteFailureKind::KeyBusy {
+            waited_ms: r.u64()?,
+        },
         FAIL_CROSS_SLOT => RemoteFailureKind::CrossSlot,
         FAIL_UNAVAILABLE => RemoteFailureKind::Unavailable {
             level: level(r.u8()?)?,

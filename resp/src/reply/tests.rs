@@ -202,6 +202,7 @@ fn a_peer_reported_failure_gets_the_reply_of_the_peers_own_error() {
             errors: vec!["node-2: timed out".into()],
         },
         ClusterError::ShuttingDown,
+        ClusterError::KeyBusy { waited_ms: 500 },
         ClusterError::Storage(ringkv_lsm::Error::Locked {
             path: "/data".into(),
         }),
@@ -217,5 +218,14 @@ fn a_peer_reported_failure_gets_the_reply_of_the_peers_own_error() {
             &RemoteFailure::from_error(&ClusterError::CrossSlot).into_error()
         ),
         Reply::error("CROSSSLOT Keys in request don't hash to the same slot")
+    );
+    assert_eq!(
+        Reply::from_cluster_error(
+            &RemoteFailure::from_error(&ClusterError::KeyBusy { waited_ms: 500 }).into_error()
+        ),
+        Reply::error(
+            "TRYAGAIN write not applied: another write held this key's lock (or one it \
+             shares) for 500 ms"
+        )
     );
 }

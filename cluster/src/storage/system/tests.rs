@@ -192,6 +192,7 @@ fn user_walks_never_see_the_system_keyspace() {
         LocalCluster::open(ClusterConfig::new(dir.path(), "node-7").with_seed(3)).expect("open");
     store_local_state(cluster.storage(), &state(9)).expect("store");
     let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
         .build()
         .expect("runtime");
     rt.block_on(async {
