@@ -1,5 +1,5 @@
-//! The binary's allocator: mimalloc, with its purge delay raised from 1 s to 10 s and without
-//! transparent huge pages.
+//! The binary's allocator: mimalloc, with its purge delay raised from 1 s to 10 s, and the
+//! switch that turns transparent huge pages off for the process.
 //!
 //! Owns the `#[global_allocator]` (mimalloc, entered without its aligned API where no
 //! alignment is asked for) and the tuning applied to it at start. Libraries stay
@@ -13,17 +13,13 @@
 //! next allocation: 25,000-31,000 faults per 400k `SET -P16` of 1 KiB values with the default,
 //! 100-400 with 10 s, and about 20% less CPU (A/B, `MIMALLOC_PURGE_DELAY=1000` as the default). Memory still goes back to the OS once it has been idle for 10 s.
 //!
-//! *Why no transparent huge pages* (the `disable_thp` setting, on by default, as redis-server's
-//! `disable-thp yes`): mimalloc asks for huge pages on its arenas (`madvise`), so a thread that
-//! touches fresh memory (a growing memtable, the row cache filling) zeroes 2 MiB in one fault,
-//! a stall every request queued behind it pays. `clear_page_erms` was 12-15% of the workers'
-//! samples under a cluster `SET` line. A/B of one build (`benches/cluster_vs_single.sh`,
-//! `ROUNDS=1 REQUESTS=50000`, two runs each, THP on / off): `SET` p99 single node 3.5/3.7 ->
-//! 2.0/2.4 ms, cluster via one node 5.1/7.5 -> 3.3/4.4 ms, `--cluster` 13.4/16.7 -> 10.4/11.3 ms.
-//! The price is paid by cached reads (TLB misses over the 400 MiB of caches): in one
-//! three-round `benches/redis_vs_ringkv.sh` each way, the `P1` lines and `MGET10` did worse
-//! without THP (`MGET10` 0.90x -> 0.71x redis, CPU per request 1.10x -> 1.41x) and `GET -P16`
-//! better (0.81x -> 0.99x); a longer pinned A/B of `MGET10` is still to do (benches/README.md).
+//! *Transparent huge pages* stay on unless the operator sets `disable_thp`
+//! ([`disable_transparent_huge_pages`], as redis-server's `disable-thp yes`). It is a trade
+//! (docs/DESIGN.md, "Allocator"): mimalloc asks for huge pages on its arenas (`madvise`), so a
+//! thread touching fresh memory zeroes 2 MiB in one fault (`clear_page_erms` was 12-15% of the
+//! workers' samples under a cluster `SET` line, and THP off cut that line's p99 by a third),
+//! while cached reads miss the TLB more without them (a pinned 10-key `MGET` took about a
+//! quarter more CPU).
 
 // The FFI calls below are the workspace's only unsafe code (the lint denies it elsewhere).
 #![allow(unsafe_code)]
@@ -129,7 +125,7 @@ pub fn configure() {
 /// (`PR_SET_THP_DISABLE`, what redis-server's `disable-thp yes` sets) covers the memory it
 /// already asked them for. Returns the kernel's refusal (before Linux 3.15, or not Linux), after
 /// which THP stays as the system has it; nothing else depends on it. It overrides an
-/// operator's `MIMALLOC_ALLOW_THP`: `--disable-thp false` is the way to keep huge pages.
+/// operator's `MIMALLOC_ALLOW_THP=1`.
 pub fn disable_transparent_huge_pages() -> std::io::Result<()> {
     // SAFETY: as in `configure`.
     unsafe { mi_option_set(MI_OPTION_ALLOW_THP, 0) }

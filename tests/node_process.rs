@@ -312,23 +312,23 @@ fn thp_enabled(pid: &str) -> Option<String> {
 
 #[test]
 #[cfg(target_os = "linux")]
-fn transparent_huge_pages_are_off_unless_the_operator_keeps_them() {
+fn transparent_huge_pages_are_turned_off_only_when_asked() {
     if std::env::var_os("RINGKV_DISABLE_THP").is_some() {
         eprintln!("RINGKV_DISABLE_THP is set for the nodes; nothing to check");
         return;
     }
-    let node = Node::start(&[]);
-    let Some(default) = thp_enabled(&node.pid().to_string()) else {
+    let off = Node::start(&["--disable-thp", "true"]);
+    let Some(switched) = thp_enabled(&off.pid().to_string()) else {
         eprintln!("this kernel does not report THP_enabled; nothing to check");
         return;
     };
-    assert_eq!(default, "0", "as redis-server's disable-thp yes");
-    assert_eq!(cli(&node, &["SET", "k", "v"]), "OK\n");
-    // A child inherits the switch, so a node that keeps THP has what this process has.
-    let kept = Node::start(&["--disable-thp", "false"]);
+    assert_eq!(switched, "0", "as redis-server's disable-thp yes");
+    assert_eq!(cli(&off, &["SET", "k", "v"]), "OK\n");
+    // A child inherits the switch, so a default node has what this process has.
+    let default = Node::start(&[]);
     assert_eq!(
-        thp_enabled(&kept.pid().to_string()),
+        thp_enabled(&default.pid().to_string()),
         thp_enabled("self"),
-        "--disable-thp false leaves THP as the node found it"
+        "by default THP stays as the node found it"
     );
 }

@@ -37,23 +37,26 @@ fn defaults_are_a_local_node() {
     assert_eq!(config.phi_threshold, 8.0);
     assert_eq!(config.join_wait_ms, 2000);
     assert_eq!(config.row_cache_bytes, None, "the engine's default");
-    assert!(config.disable_thp, "as redis-server's disable-thp");
+    assert!(
+        !config.disable_thp,
+        "huge pages stay as the system has them"
+    );
 }
 
 #[test]
 fn disable_thp_comes_from_the_file_and_the_flag_wins() {
-    let (_dir, path) = toml_file("disable_thp = false\n");
+    let (_dir, path) = toml_file("disable_thp = true\n");
     let from_file = Flags {
         config: Some(path.clone()),
         ..Flags::default()
     };
-    assert!(!Config::load(from_file).expect("load").disable_thp);
+    assert!(Config::load(from_file).expect("load").disable_thp);
     let flag = Flags {
         config: Some(path),
-        disable_thp: Some(true),
+        disable_thp: Some(false),
         ..Flags::default()
     };
-    assert!(Config::load(flag).expect("load").disable_thp);
+    assert!(!Config::load(flag).expect("load").disable_thp);
 }
 
 #[test]
