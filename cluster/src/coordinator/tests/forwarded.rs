@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::sim::{cluster, cluster_with_engine, cluster_with_timeout, level, set, SimCluster};
+use super::sim::{
+    cluster, cluster_with_engine, cluster_with_timeout, level, set, SimCluster, SimCoordinator,
+};
 use crate::api::{Cluster, Condition, Level, Request, Response, Write};
 use crate::error::ClusterError;
 use crate::view::View;
@@ -36,6 +38,18 @@ async fn write_through(
             level(l),
         )
         .await
+}
+
+/// `KEY` read at `ALL` through `node`.
+async fn read_at_all(node: &SimCoordinator) -> Response {
+    node.execute(
+        Request::Get {
+            keys: vec![Bytes::from_static(KEY.as_bytes())],
+        },
+        level(Level::All),
+    )
+    .await
+    .expect("read at ALL")
 }
 
 /// Tells node `node` alone that `down` are down; the others keep believing them alive.
@@ -169,16 +183,7 @@ async fn an_engine_limit_reads_the_same_through_every_node() {
     }
     // Nothing was stored anywhere.
     for node in &c.nodes {
-        let got = node
-            .execute(
-                Request::Get {
-                    keys: vec![Bytes::from_static(KEY.as_bytes())],
-                },
-                level(Level::All),
-            )
-            .await
-            .expect("read");
-        assert_eq!(got, Response::Values(vec![None]));
+        assert_eq!(read_at_all(node).await, Response::Values(vec![None]));
     }
 }
 
@@ -219,15 +224,7 @@ async fn a_write_whose_key_lock_stays_busy_fails_on_its_leader_and_is_not_applie
         Response::Written(vec![true]),
         "no failed write was applied"
     );
-    let read = c.nodes[leader]
-        .execute(
-            Request::Get {
-                keys: vec![Bytes::from_static(KEY.as_bytes())],
-            },
-            level(Level::All),
-        )
-        .await
-        .expect("read at ALL");
+    let read = read_at_all(&c.nodes[leader]).await;
     assert!(
         matches!(&read, Response::Values(v) if v.len() == 1
             && v[0].as_ref().is_some_and(|s| s.value == Bytes::from_static(b"v"))),
