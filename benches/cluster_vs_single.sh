@@ -10,8 +10,9 @@
 #            sends each key to a replica of its slot, spreading the load over the nodes).
 # Lines: SET and GET, 1 KiB values over 100,000 random keys, 50 clients, -P 1. Nodes run
 # --worker-threads 1 and --fsync periodic; nothing is pinned: the three nodes and the client
-# share the machine's cores, as they would on a laptop. Prints requests/s and p50/p99 (medians)
-# and each setup's ratio to the single node.
+# share the machine's cores, as they would on a laptop. Prints requests/s and p50/p99 (medians),
+# each setup's ratio to the single node, and the machine's idle and stolen CPU over each line
+# (from /proc/stat): a line near 0% idle is measuring the queue for the CPUs, not the code.
 #
 # Environment:
 #   QUICK=1        a smoke run: 1 round, 20,000 requests per line (default: 3 rounds, 100,000)
@@ -120,16 +121,32 @@ start_nodes() {
 }
 
 # run_line SETUP ROUND LINE redis-benchmark-args...
+# The machine's CPU time so far (/proc/stat's "cpu" line): "idle steal total", in ticks. Idle
+# counts iowait too. A line that leaves the CPUs no idle time is measuring queueing for them.
+cpu_ticks() {
+    local _cpu user nice system idle iowait irq softirq steal _rest
+    read -r _cpu user nice system idle iowait irq softirq steal _rest </proc/stat
+    echo "$((idle + iowait)) $steal $((user + nice + system + idle + iowait + irq + softirq + steal))"
+}
+
 run_line() {
     local setup=$1 round=$2 line=$3
     shift 3
-    local csv rps p50 p99
+    local csv rps p50 p99 before after idle steal
+    before=$(cpu_ticks)
     csv=$(redis-benchmark -c "$CLIENTS" -n "$REQUESTS" -r "$KEYSPACE" -d "$VALUE_BYTES" --csv "$@" \
         2>/dev/null | tail -n 1)
+    after=$(cpu_ticks)
     IFS=, read -r _ rps _ _ p50 _ p99 _ <<<"${csv//\"/}"
     [[ -n $rps && -n $p99 ]] || { echo "error: no CSV from redis-benchmark ($setup $line): $csv" >&2; exit 1; }
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$setup" "$round" "$line" "$rps" "$p50" "$p99" >>"$RESULTS"
-    printf '  %-14s %-6s %12s req/s  p50 %6s ms  p99 %6s ms\n' "$setup" "$line" "$rps" "$p50" "$p99" >&2
+    read -r idle steal <<<"$(python3 -c 'import sys
+b = [int(x) for x in sys.argv[1].split()]; a = [int(x) for x in sys.argv[2].split()]
+total = max(a[2] - b[2], 1)
+print("%.0f %.0f" % (100 * (a[0] - b[0]) / total, 100 * (a[1] - b[1]) / total))' "$before" "$after")"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$setup" "$round" "$line" "$rps" "$p50" "$p99" \
+        "$idle" "$steal" >>"$RESULTS"
+    printf '  %-14s %-6s %12s req/s  p50 %6s ms  p99 %6s ms  idle %3s%%  steal %2s%%\n' \
+        "$setup" "$line" "$rps" "$p50" "$p99" "$idle" "$steal" >&2
 }
 
 run_setup() {
@@ -151,7 +168,7 @@ run_setup() {
     stop_all
 }
 
-printf 'setup\tround\tline\trps\tp50_ms\tp99_ms\n' >"$RESULTS"
+printf 'setup\tround\tline\trps\tp50_ms\tp99_ms\tidle_pct\tsteal_pct\n' >"$RESULTS"
 echo "ringkv: $RINGKV_BIN; rounds $ROUNDS, $REQUESTS requests per line, $CLIENTS clients," \
     "${VALUE_BYTES} B values, $KEYSPACE keys, -P 1" >&2
 for round in $(seq "$ROUNDS"); do
@@ -168,12 +185,13 @@ rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 def median(setup, line, key):
     return statistics.median(float(r[key]) for r in rows if r["setup"] == setup and r["line"] == line)
 print("medians over %d round(s)" % len({r["round"] for r in rows}))
-print("| setup | line | req/s | vs single | p50 ms | p99 ms |")
-print("|---|---|---|---|---|---|")
+print("| setup | line | req/s | vs single | p50 ms | p99 ms | CPU idle % | steal % |")
+print("|---|---|---|---|---|---|---|---|")
 for setup in dict.fromkeys(r["setup"] for r in rows):
     for line in dict.fromkeys(r["line"] for r in rows if r["setup"] == setup):
         rps = median(setup, line, "rps")
-        print("| %s | %s | %.0f | %.2f | %.3f | %.3f |" % (
+        print("| %s | %s | %.0f | %.2f | %.3f | %.3f | %.0f | %.0f |" % (
             setup, line, rps, rps / median("single", line, "rps"),
-            median(setup, line, "p50_ms"), median(setup, line, "p99_ms")))
+            median(setup, line, "p50_ms"), median(setup, line, "p99_ms"),
+            median(setup, line, "idle_pct"), median(setup, line, "steal_pct")))
 PY
