@@ -17,7 +17,7 @@
 //! ([`disable_transparent_huge_pages`], as redis-server's `disable-thp yes`). It is a trade
 //! (docs/DESIGN.md, "Allocator"): mimalloc asks for huge pages on its arenas (`madvise`), so a
 //! thread touching fresh memory zeroes 2 MiB in one fault (`clear_page_erms` was 12-15% of the
-//! workers' samples under a cluster `SET` line, and THP off cut that line's p99 by a third),
+//! workers' samples under a cluster `SET` line, and THP off cut its p99 by a third to a half),
 //! while cached reads miss the TLB more without them (a pinned 10-key `MGET` took about a
 //! quarter more CPU).
 
